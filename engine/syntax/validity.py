@@ -1,0 +1,155 @@
+"""Validity of generated code: does it parse, where are the errors, does an infill re-form a node
+of the same kind as the code it replaced.
+
+A sampler uses `error_regions` to remask what tree-sitter marks as ERROR or MISSING, and
+`check_replacement` to accept or reject a candidate edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tree_sitter
+
+from ..errors import InvalidRangeError
+from .document import SourceDocument
+from .languages import Grammar, get_grammar
+from .selection import MaskedSpan
+
+_WHITESPACE = b" \t\r\n\f\v"
+
+
+@dataclass(frozen=True)
+class ErrorRegion:
+    """Bytes [start_byte, end_byte) tree-sitter could not parse (`error`), or the place where it
+    assumed a token that is not there (`missing`, zero width; `node_type` names the token)."""
+
+    start_byte: int
+    end_byte: int
+    kind: str
+    node_type: str
+
+
+@dataclass(frozen=True)
+class ReplacementCheck:
+    """What an edit did to the document's syntax."""
+
+    parses: bool  # the whole new document parses without ERROR or MISSING nodes
+    same_kind: bool  # the new bytes form whole nodes of the same kind as the replaced span
+    node_types: tuple[str, ...]  # types of the nodes the new bytes form ((), when they don't)
+    error_regions: tuple[ErrorRegion, ...]  # errors in the new document
+    new_source: bytes  # the document after the edit
+    new_span: tuple[int, int]  # bytes of the replacement in new_source
+
+    @property
+    def ok(self) -> bool:
+        return self.parses and self.same_kind
+
+
+def parses(source: bytes | str, language: str | Grammar) -> bool:
+    """Whether the text parses with no ERROR or MISSING node."""
+    grammar = get_grammar(language) if isinstance(language, str) else language
+    data = source.encode("utf-8") if isinstance(source, str) else source
+    return not grammar.parse(data).root_node.has_error
+
+
+def error_regions(tree_or_doc: tree_sitter.Tree | SourceDocument,
+                  within: tuple[int, int] | None = None) -> list[ErrorRegion]:
+    """ERROR and MISSING nodes in document order, optionally only those touching `within`."""
+    tree = tree_or_doc.tree if isinstance(tree_or_doc, SourceDocument) else tree_or_doc
+    regions: list[ErrorRegion] = []
+    pending = [tree.root_node]
+    while pending:
+        node = pending.pop()
+        if not node.has_error:
+            continue
+        if node.is_error:
+            regions.append(ErrorRegion(node.start_byte, node.end_byte, "error", "ERROR"))
+        elif node.is_missing:
+            regions.append(ErrorRegion(node.start_byte, node.end_byte, "missing", node.type))
+        pending.extend(reversed(node.children))
+    if within is not None:
+        lo, hi = within
+        regions = [r for r in regions if r.start_byte <= hi and r.end_byte >= lo]
+    return sorted(regions, key=lambda r: (r.start_byte, r.end_byte))
+
+
+def check_replacement(doc: SourceDocument, span: MaskedSpan, new_text: str | bytes) -> ReplacementCheck:
+    """Replace `span`'s bytes with `new_text`, reparse, and judge the result.
+
+    Same kind means: for an `expression` span, the new bytes are one expression; for a
+    `statements` span, a run of one or more whole statements (comments allowed) of the same parent;
+    for a `body` span, all of a body's statements.
+    """
+    if not (0 <= span.start_byte <= span.end_byte <= len(doc.source)):
+        raise InvalidRangeError("the span does not belong to this document")
+    new_bytes = new_text.encode("utf-8") if isinstance(new_text, str) else bytes(new_text)
+    source = doc.source[: span.start_byte] + new_bytes + doc.source[span.end_byte:]
+    tree = doc.grammar.parse(source)
+    start, end = span.start_byte, span.start_byte + len(new_bytes)
+    nodes = _exact_cover(doc.grammar, tree.root_node, source, start, end)
+    same = nodes is not None and _same_kind(doc.grammar, span, nodes)
+    return ReplacementCheck(
+        parses=not tree.root_node.has_error,
+        same_kind=same,
+        node_types=tuple(n.type for n in nodes) if nodes else (),
+        error_regions=tuple(error_regions(tree)),
+        new_source=source,
+        new_span=(start, end),
+    )
+
+
+def _exact_cover(grammar: Grammar, root: tree_sitter.Node, source: bytes, start: int,
+                 end: int) -> list[tree_sitter.Node] | None:
+    """The run of sibling nodes whose bytes are exactly [start, end) trimmed, or None.
+
+    A single node is taken at its outermost below the enclosing body, so a one-statement body
+    gives the statement, not the body."""
+    while start < end and source[start] in _WHITESPACE:
+        start += 1
+    while end > start and source[end - 1] in _WHITESPACE:
+        end -= 1
+    if start == end:
+        return None
+    node = root.descendant_for_byte_range(start, end)
+    if node is None:
+        return None
+    is_body = grammar.table.is_body
+    if node.byte_range == (start, end) and (node == root or is_body[node.kind_id]):
+        return node.named_children or None  # a run that fills a whole body
+    if node.byte_range == (start, end):
+        while (node.parent is not None and node.parent.byte_range == (start, end)
+               and node.parent != root and not is_body[node.parent.kind_id]):
+            node = node.parent
+        return [node]
+    run = [c for c in node.children if c.start_byte >= start and c.end_byte <= end]
+    if run and run[0].start_byte == start and run[-1].end_byte == end:
+        return run
+    return None
+
+
+def _same_kind(grammar: Grammar, span: MaskedSpan, nodes: list[tree_sitter.Node]) -> bool:
+    table = grammar.table
+
+    def chain(node: tree_sitter.Node) -> list[tree_sitter.Node]:
+        """The node and its descendants that span exactly the same bytes."""
+        out = [node]
+        while out[-1].child_count == 1 and out[-1].children[0].byte_range == node.byte_range:
+            out.append(out[-1].children[0])
+        return out
+
+    if any(n.is_error or n.has_error for n in nodes):
+        return False
+    if span.kind == "expression":
+        return len(nodes) == 1 and any(table.is_expression[n.kind_id] for n in chain(nodes[0]))
+    members = [n for n in nodes if n.type != "comment" and not n.is_extra]
+    if not members:
+        return False
+    if not all(any(table.is_statement[c.kind_id] for c in chain(n)) for n in members):
+        return False
+    parent = nodes[0].parent
+    parent_type = parent.type if parent is not None else ""
+    if span.kind == "body":
+        return parent is not None and table.is_body[parent.kind_id] and \
+            nodes[0] == parent.named_children[0] and nodes[-1] == parent.named_children[-1]
+    return parent_type == span.parent_type

@@ -1,0 +1,1 @@
+"""astdiffuse Language Server (pygls): selection -> masked spans -> engine -> WorkspaceEdit."""

@@ -1,0 +1,1 @@
+"""astdiffuse training: corpus, tokenizer training, AST-aware masking, fine-tuning, evaluation."""
