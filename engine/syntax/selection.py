@@ -168,6 +168,7 @@ def _node_span(doc: SourceDocument, node: tree_sitter.Node, start: int, end: int
     table = doc.grammar.table
     root = doc.root
     current: tree_sitter.Node | None = node
+    came_from: tree_sitter.Node | None = None
     while current is not None:
         kind = current.kind_id
         is_container = current == root or table.is_body[kind]
@@ -176,10 +177,14 @@ def _node_span(doc: SourceDocument, node: tree_sitter.Node, start: int, end: int
             if not run:
                 raise NothingToInfillError("the selection covers no code")
             return _make_span(doc, run, "statements", current)
+        if is_container and came_from is not None and came_from in body_members(current):
+            # a member that is no statement: a block's tail expression, a comment
+            return _make_span(doc, [came_from], "statements", current)
         if table.is_statement[kind] and not is_container:
             return _make_span(doc, [current], "statements", current.parent)
         if table.is_expression[kind] and not cursor:
             return _expression_span(doc, current)
+        came_from = current
         current = current.parent
     raise NothingToInfillError("no statement encloses the cursor: put it on a statement or select code")
 
@@ -197,13 +202,23 @@ def _expression_span(doc: SourceDocument, node: tree_sitter.Node) -> MaskedSpan:
     return _make_span(doc, [node], "expression", node.parent)
 
 
+def body_members(body: tree_sitter.Node) -> list[tree_sitter.Node]:
+    """The named children of a body that make its content: after the label of a labelled body
+    (`case 0:` in a switch case, Java's switch label), which ends at the body's own ':'."""
+    children = body.children
+    for i, child in enumerate(children):
+        if child.type == ":" and not child.is_named:
+            return [c for c in children[i + 1:] if c.is_named]
+    return body.named_children
+
+
 def _children_run(container: tree_sitter.Node, start: int, end: int) -> list[tree_sitter.Node]:
-    """Named children of `container` that intersect [start, end) (a point when start == end)."""
+    """Members of `container` that intersect [start, end)."""
     run = []
-    for child in container.named_children:
-        if child.end_byte <= start and not (start == end == child.end_byte):
+    for child in body_members(container):
+        if child.end_byte <= start:
             continue
-        if child.start_byte >= end and not (start == end == child.start_byte):
+        if child.start_byte >= end:
             break
         run.append(child)
     return run
@@ -213,6 +228,16 @@ def _own_body(doc: SourceDocument, node: tree_sitter.Node) -> tree_sitter.Node |
     """The first body of a compound statement, function or clause, looking through its header
     parts but not into nested statements or expressions (a lambda in an argument list)."""
     table = doc.grammar.table
+    for field in ("body", "consequence"):
+        child = node.child_by_field_name(field)
+        if child is None:
+            continue
+        if table.is_body[child.kind_id]:
+            return child
+        # Go's `block` holds its statements in a `statement_list`
+        inner = [c for c in child.named_children if table.is_body[c.kind_id]]
+        if inner:
+            return inner[0]
     pending = list(node.named_children)
     while pending:
         child = pending.pop(0)
@@ -239,7 +264,7 @@ def _block_span(doc: SourceDocument, node: tree_sitter.Node, start: int, end: in
 
 
 def _body_span(doc: SourceDocument, body: tree_sitter.Node) -> MaskedSpan:
-    children = body.named_children
+    children = body_members(body)
     if not children:
         raise NothingToInfillError(f"the {body.type} is empty: there is no code to rewrite in it")
     return _make_span(doc, children, "body", body)

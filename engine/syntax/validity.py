@@ -14,7 +14,7 @@ import tree_sitter
 from ..errors import InvalidRangeError
 from .document import SourceDocument
 from .languages import Grammar, get_grammar
-from .selection import MaskedSpan
+from .selection import MaskedSpan, body_members
 
 _WHITESPACE = b" \t\r\n\f\v"
 
@@ -116,7 +116,7 @@ def _exact_cover(grammar: Grammar, root: tree_sitter.Node, source: bytes, start:
         return None
     is_body = grammar.table.is_body
     if node.byte_range == (start, end) and (node == root or is_body[node.kind_id]):
-        return node.named_children or None  # a run that fills a whole body
+        return body_members(node) or None  # a run that fills a whole body
     if node.byte_range == (start, end):
         while (node.parent is not None and node.parent.byte_range == (start, end)
                and node.parent != root and not is_body[node.parent.kind_id]):
@@ -142,6 +142,17 @@ def _same_kind(grammar: Grammar, span: MaskedSpan, nodes: list[tree_sitter.Node]
         return False
     if span.kind == "expression":
         return len(nodes) == 1 and any(table.is_expression[n.kind_id] for n in chain(nodes[0]))
+    names = table.table
+    if len(span.node_types) == 1 and span.node_types[0] not in names.statements:
+        # one member that is no statement (a Rust block's tail expression, a comment): the new
+        # bytes must be one node of its type, or one expression where it was an expression
+        old_type = span.node_types[0]
+        if len(nodes) != 1:
+            return False
+        types = {n.type for n in chain(nodes[0])}
+        if old_type in names.expressions:
+            return bool(types & names.expressions)
+        return old_type in types
     members = [n for n in nodes if n.type != "comment" and not n.is_extra]
     if not members:
         return False
@@ -150,6 +161,8 @@ def _same_kind(grammar: Grammar, span: MaskedSpan, nodes: list[tree_sitter.Node]
     parent = nodes[0].parent
     parent_type = parent.type if parent is not None else ""
     if span.kind == "body":
-        return parent is not None and table.is_body[parent.kind_id] and \
-            nodes[0] == parent.named_children[0] and nodes[-1] == parent.named_children[-1]
+        if parent is None or not table.is_body[parent.kind_id]:
+            return False
+        members = body_members(parent)
+        return nodes[0] == members[0] and nodes[-1] == members[-1]
     return parent_type == span.parent_type
