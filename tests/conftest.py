@@ -1,10 +1,34 @@
-"""Shared fixtures."""
+"""Shared fixtures, the order of the suite (slow corpus sweeps last) and reported figures."""
 
 import pytest
 
 from .paths import EXAMPLES
 
+FIGURES: list[tuple[str, object]] = []
+
 
 @pytest.fixture
 def sample_py() -> bytes:
     return (EXAMPLES / "sample.py").read_bytes()
+
+
+@pytest.fixture
+def report_figure():
+    """Record a figure (not a threshold) to print in the summary at the end of the run."""
+
+    def report(name: str, value: object) -> None:
+        FIGURES.append((name, value))
+
+    return report
+
+
+def pytest_collection_modifyitems(items):
+    # Unit tests first, then the slow sweeps over large corpora.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for name, value in FIGURES:
+            terminalreporter.write_line(f"{name}: {value}")

@@ -1,10 +1,13 @@
 """Validity: parsing without ERROR/MISSING, error regions, replacements of the same kind."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.errors import InvalidRangeError
-from engine.syntax import (MaskedSpan, SourceDocument, check_replacement, error_regions, parses,
-                           span_for_range)
+from engine.syntax import (MaskedSpan, SourceDocument, check_replacement, error_regions,
+                           get_grammar, parses, span_for_range)
+from engine.syntax.validity import reparse
 
 CODE = b"""def f(a):
     total = a + 1
@@ -110,3 +113,15 @@ def test_rust_tail_expression_must_stay_an_expression():
     assert span.node_types == ("binary_expression",) and span.parent_type == "block"
     assert check_replacement(doc, span, "y.pow(2)").ok
     assert not check_replacement(doc, span, "let z = 3;").same_kind
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_incremental_reparse_equals_a_full_parse(data):
+    doc = SourceDocument(CODE, "python")
+    start = data.draw(st.integers(0, len(CODE)))
+    old_end = data.draw(st.integers(start, len(CODE)))
+    new = data.draw(st.sampled_from([b"", b"x", b"(", b"\n    y = 2\n", b"return 1", b"\xc3\xa9"]))
+    source = CODE[:start] + new + CODE[old_end:]
+    incremental = reparse(doc, source, start, old_end, start + len(new))
+    assert str(incremental.root_node) == str(get_grammar("python").parse(source).root_node)

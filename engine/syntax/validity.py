@@ -78,15 +78,16 @@ def check_replacement(doc: SourceDocument, span: MaskedSpan, new_text: str | byt
     """Replace `span`'s bytes with `new_text`, reparse, and judge the result.
 
     Same kind means: for an `expression` span, the new bytes are one expression; for a
-    `statements` span, a run of one or more whole statements (comments allowed) of the same parent;
-    for a `body` span, all of a body's statements.
+    `statements` span, a run of one or more whole statements of the same parent (comments, and
+    members of the kinds the old run had, allowed); for a `body` span, all of a body's members.
+    A span of one member that is no statement (a tail expression) must stay one such node.
     """
     if not (0 <= span.start_byte <= span.end_byte <= len(doc.source)):
         raise InvalidRangeError("the span does not belong to this document")
     new_bytes = new_text.encode("utf-8") if isinstance(new_text, str) else bytes(new_text)
     source = doc.source[: span.start_byte] + new_bytes + doc.source[span.end_byte:]
-    tree = doc.grammar.parse(source)
     start, end = span.start_byte, span.start_byte + len(new_bytes)
+    tree = reparse(doc, source, span.start_byte, span.end_byte, end)
     nodes = _exact_cover(doc.grammar, tree.root_node, source, start, end)
     same = nodes is not None and _same_kind(doc.grammar, span, nodes)
     return ReplacementCheck(
@@ -99,32 +100,63 @@ def check_replacement(doc: SourceDocument, span: MaskedSpan, new_text: str | byt
     )
 
 
+def reparse(doc: SourceDocument, new_source: bytes, start: int, old_end: int,
+            new_end: int) -> tree_sitter.Tree:
+    """Parse `new_source`, which is `doc.source` with bytes [start, old_end) replaced by
+    new_source[start:new_end], incrementally: tree-sitter reuses the unchanged subtrees, so
+    checking a candidate costs about the size of the edit, not of the file."""
+    edited = doc.tree.copy()
+    edited.edit(start_byte=start, old_end_byte=old_end, new_end_byte=new_end,
+                start_point=_point(doc.source, start), old_end_point=_point(doc.source, old_end),
+                new_end_point=_point(new_source, new_end))
+    return doc.grammar.parser().parse(new_source, edited)
+
+
+def _point(source: bytes, byte: int) -> tuple[int, int]:
+    """tree-sitter's (row, byte column) of a byte offset; rows end at \n only."""
+    return source.count(b"\n", 0, byte), byte - (source.rfind(b"\n", 0, byte) + 1)
+
+
 def _exact_cover(grammar: Grammar, root: tree_sitter.Node, source: bytes, start: int,
                  end: int) -> list[tree_sitter.Node] | None:
-    """The run of sibling nodes whose bytes are exactly [start, end) trimmed, or None.
+    """The run of sibling nodes whose bytes are exactly [start, end), or else exactly those bytes
+    without surrounding whitespace; None when no run of whole nodes has them."""
+    cover = _cover(grammar, root, start, end)
+    if cover is None:
+        while start < end and source[start] in _WHITESPACE:
+            start += 1
+        while end > start and source[end - 1] in _WHITESPACE:
+            end -= 1
+        cover = _cover(grammar, root, start, end)
+    return cover
 
-    A single node is taken at its outermost below the enclosing body, so a one-statement body
-    gives the statement, not the body."""
-    while start < end and source[start] in _WHITESPACE:
-        start += 1
-    while end > start and source[end - 1] in _WHITESPACE:
-        end -= 1
+
+def _cover(grammar: Grammar, root: tree_sitter.Node, start: int,
+           end: int) -> list[tree_sitter.Node] | None:
     if start == end:
         return None
     node = root.descendant_for_byte_range(start, end)
     if node is None:
         return None
     is_body = grammar.table.is_body
-    if node.byte_range == (start, end) and (node == root or is_body[node.kind_id]):
-        return body_members(node) or None  # a run that fills a whole body
     if node.byte_range == (start, end):
+        if node == root or is_body[node.kind_id]:
+            members = body_members(node)
+            if members and (members[0].start_byte, members[-1].end_byte) == (start, end):
+                return members  # a run that fills a whole body
+            if node == root:
+                return None
+        # A single node: taken at its outermost below the enclosing body, so a one-statement
+        # body gives the statement, not the body.
         while (node.parent is not None and node.parent.byte_range == (start, end)
                and node.parent != root and not is_body[node.parent.kind_id]):
             node = node.parent
         return [node]
     run = [c for c in node.children if c.start_byte >= start and c.end_byte <= end]
     if run and run[0].start_byte == start and run[-1].end_byte == end:
-        return run
+        # separators between the members (`;` between Python statements, after JS fields)
+        # are part of the run's bytes but no members of it
+        return [c for c in run if c.is_named] or None
     return None
 
 
@@ -153,11 +185,12 @@ def _same_kind(grammar: Grammar, span: MaskedSpan, nodes: list[tree_sitter.Node]
         if old_type in names.expressions:
             return bool(types & names.expressions)
         return old_type in types
-    members = [n for n in nodes if n.type != "comment" and not n.is_extra]
-    if not members:
-        return False
-    if not all(any(table.is_statement[c.kind_id] for c in chain(n)) for n in members):
-        return False
+    # a run: statements, comments, and members of the kinds the old run had (a hash-bang line)
+    old_types = set(span.node_types)
+    for node in nodes:
+        if not (node.is_extra or node.type in old_types
+                or any(table.is_statement[c.kind_id] for c in chain(node))):
+            return False
     parent = nodes[0].parent
     parent_type = parent.type if parent is not None else ""
     if span.kind == "body":
