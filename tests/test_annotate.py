@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import InvalidRangeError
-from engine.syntax import SourceDocument, annotate_tokens
+from engine.syntax import TIERS, SourceDocument, annotate_tokens
 from engine.syntax.languages import Grammar, get_grammar
 from engine.syntax.node_tables import compile_table, load_table, parse_table
 
@@ -135,3 +135,21 @@ def test_any_sorted_offsets_annotate_without_error(cuts):
 
 def test_load_table_is_shared():
     assert load_table("python") is load_table("python")
+
+
+def test_node_spans_give_token_ranges_roles_and_tiers():
+    from engine.syntax.annotate import NODE_ROLES
+
+    code = "def f(x):\n    a = x + 1\n    return a\n"
+    doc = SourceDocument(code, "python")
+    offsets = regex_tokens(code)
+    structure = annotate_tokens(doc, offsets, node_spans=True)
+    spans = {}
+    for first, last, tier, role, depth in structure.node_spans.tolist():
+        text = code[offsets[first][0]:offsets[last - 1][1]]
+        spans.setdefault((text, NODE_ROLES[role]), (TIERS[tier], depth))
+    assert spans[("a = x + 1", "statement")] == ("default", 3)  # expression_statement
+    assert spans[("x + 1", "expression")] == ("data", 5)
+    assert spans[("return a", "statement")] == ("ctrl", 3)
+    assert spans[("a = x + 1\n    return a", "body")] == ("default", 2)
+    assert annotate_tokens(doc, offsets).node_spans is None

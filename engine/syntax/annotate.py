@@ -6,6 +6,10 @@ the leftmost one on a tie). A token that touches no leaf (whitespace, the text b
 a string) gets the smallest node that contains it. Depth counts edges from the root (depth 0).
 The tier is that of the nearest ancestor-or-self whose type sets one (see `node_tables`); the
 anchor class (keyword / identifier / other) is that of the node when it is a leaf, else `other`.
+
+With `node_spans=True` it also gives the token range of every named node below the root (the
+AST spans TreeDiff's span masking and the infill masking draw from): the tokens that intersect
+the node, so a token straddling two siblings (`):`) belongs to both.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from .node_tables import (ANCHOR_CLASSES, ANCHOR_INDEX, DEFAULT_TIER, INHERIT, T
 
 OffsetUnit = Literal["byte", "char"]
 
+NODE_ROLES: tuple[str, ...] = ("statement", "expression", "body", "other")
+
 
 @dataclass
 class TokenStructure:
@@ -35,6 +41,9 @@ class TokenStructure:
     anchors: np.ndarray  # int8: index into ANCHOR_CLASSES
     language: tree_sitter.Language = field(repr=False)
     unknown_types: Counter = field(default_factory=Counter)  # type -> nodes that fell to default
+    # int32 [M, 5] with node_spans=True: token_start, token_end (exclusive), tier, role, depth of
+    # each named node below the root that covers a token, in document order
+    node_spans: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.kind_ids)
@@ -75,12 +84,15 @@ class _Leaves:
     kinds: np.ndarray
     tiers: np.ndarray
     unknown: Counter
+    named: list[tuple[int, int, int, int, int]]  # start, end, tier, kind id, depth
 
 
-def _collect_leaves(tree: tree_sitter.Tree, table: CompiledTable) -> _Leaves:
-    """One depth-first pass: every non-empty leaf with its depth and effective tier."""
+def _collect_leaves(tree: tree_sitter.Tree, table: CompiledTable, with_named: bool) -> _Leaves:
+    """One depth-first pass: every non-empty leaf with its depth and effective tier (and, when
+    asked, every named node below the root)."""
     tier_of = table.tier.tolist()
     starts, ends, depths, kinds, tiers = [], [], [], [], []
+    named: list[tuple[int, int, int, int, int]] = []
     unknown: Counter = Counter()
     cursor = tree.walk()
     inherited = [DEFAULT_TIER]  # effective tier of each ancestor of the cursor's node
@@ -93,6 +105,8 @@ def _collect_leaves(tree: tree_sitter.Tree, table: CompiledTable) -> _Leaves:
         elif code == UNKNOWN:
             unknown[kind] += 1
             code = DEFAULT_TIER
+        if with_named and node.is_named and len(inherited) > 1:
+            named.append((node.start_byte, node.end_byte, code, kind, len(inherited) - 1))
         if cursor.goto_first_child():
             inherited.append(code)
             continue
@@ -107,12 +121,12 @@ def _collect_leaves(tree: tree_sitter.Tree, table: CompiledTable) -> _Leaves:
             if not cursor.goto_parent():
                 return _Leaves(np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64),
                                np.array(depths, dtype=np.int32), np.array(kinds, dtype=np.int32),
-                               np.array(tiers, dtype=np.int8), unknown)
+                               np.array(tiers, dtype=np.int8), unknown, named)
             inherited.pop()
 
 
 def annotate_tokens(doc: SourceDocument, offsets: Sequence[tuple[int, int]] | np.ndarray,
-                    unit: OffsetUnit = "byte") -> TokenStructure:
+                    unit: OffsetUnit = "byte", node_spans: bool = False) -> TokenStructure:
     """Structure of tokens given their [start, end) offsets in bytes of `doc.source` or in
     characters (code points) of `doc.text` — `offset_mapping` of a transformers tokenizer is
     in characters. Tokens may overlap (byte-level BPE splits a multi-byte character into
@@ -128,7 +142,7 @@ def annotate_tokens(doc: SourceDocument, offsets: Sequence[tuple[int, int]] | np
         if (spans[:, 1] < spans[:, 0]).any():
             raise InvalidRangeError("a token ends before it starts")
     table = doc.grammar.table
-    leaves = _collect_leaves(doc.tree, table)
+    leaves = _collect_leaves(doc.tree, table, node_spans)
     count = len(spans)
     kind_ids = np.zeros(count, dtype=np.int32)
     depths = np.zeros(count, dtype=np.int32)
@@ -155,7 +169,30 @@ def annotate_tokens(doc: SourceDocument, offsets: Sequence[tuple[int, int]] | np
     is_leaf_kind[picked] = True
     anchors = np.where(is_leaf_kind, anchors, ANCHOR_INDEX["other"]).astype(np.int8)
     unknown = Counter({_kind_name(doc.grammar.language, k): n for k, n in leaves.unknown.items()})
-    return TokenStructure(kind_ids, depths, tiers, anchors, doc.grammar.language, unknown)
+    spans = _node_token_spans(table, leaves.named, starts, ends) if node_spans else None
+    return TokenStructure(kind_ids, depths, tiers, anchors, doc.grammar.language, unknown, spans)
+
+
+def _node_token_spans(table: CompiledTable, named: list[tuple[int, int, int, int, int]],
+                      starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Token ranges [first, last + 1) of the tokens intersecting each named node."""
+    if not named or not len(starts):
+        return np.zeros((0, 5), dtype=np.int32)
+    nodes = np.array(named, dtype=np.int64)
+    node_start, node_end, tier, kind, depth = nodes.T
+    # Tokens are sorted by start; ends are sorted too for tokenizers' offsets (checked below).
+    first = np.searchsorted(ends, node_start, side="right")
+    last = np.searchsorted(starts, node_end, side="left")
+    if (np.diff(ends) < 0).any():  # unsorted ends (overlapping odd offsets): exact slow path
+        first = np.array([np.argmax(ends > s) if (ends > s).any() else len(ends)
+                          for s in node_start])
+    role = np.full(len(nodes), NODE_ROLES.index("other"), dtype=np.int64)
+    role[table.is_expression[kind]] = NODE_ROLES.index("expression")
+    role[table.is_statement[kind]] = NODE_ROLES.index("statement")
+    role[table.is_body[kind]] = NODE_ROLES.index("body")
+    keep = last > first
+    out = np.stack([first, last, tier, role, depth], axis=1)[keep]
+    return out.astype(np.int32)
 
 
 def _fill_gaps(doc: SourceDocument, table: CompiledTable, gap_tokens: np.ndarray,

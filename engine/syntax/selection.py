@@ -11,12 +11,14 @@ The rules (`node` mode, the default):
    - an *expression*: the span is that expression (a selection inside an expression grows to
      the smallest enclosing expression). An expression that is all of its statement (`f(x)` in
      `f(x)` on its own line) counts as the statement.
-3. A cursor (an empty range) picks the statement that encloses it. A cursor on whitespace
-   looks at the code touching it on its line: the character before it, else the first one after
-   it, else the last one before it. A cursor on a blank line is an error in `node` mode.
+3. A cursor (an empty range) picks the innermost statement that encloses it, or the innermost
+   member of a body if that comes first (a comment, a Rust block's tail expression). A cursor on
+   whitespace looks at the code touching it on its line: the character before it, else the first
+   one after it, else the last one before it. A cursor on a blank line is an error in `node` mode.
 
 `block` mode picks the body of the innermost compound statement or function that encloses the
-selection (or whose header the selection is in): the run of all its statements.
+selection, or whose header the selection is in: the run of all its members. The braces of a
+body, and the label of a labelled body (`case 0:`), are never part of a span.
 
 Several ranges (multi-cursor) give several spans, sorted; spans that overlap are merged into
 the span of their union, so the result never overlaps.
@@ -126,13 +128,11 @@ def _span_for_range(doc: SourceDocument, start: int, end: int, mode: str) -> Mas
         end -= 1
     if start == end:
         probe = _cursor_probe(source, start)
-        if probe is None:
-            if mode == "node":
-                raise NothingToInfillError(
-                    "the cursor is on a blank line: put it on a statement or select code"
-                )
-            start, end = start, start
-        else:
+        if probe is None and mode == "node":
+            raise NothingToInfillError(
+                "the cursor is on a blank line: put it on a statement or select code"
+            )
+        if probe is not None:  # on a blank line, block mode looks at the cursor itself
             start, end = probe, probe + 1
         cursor = True
     else:
