@@ -23,5 +23,7 @@ def load_tokenizer(path: str | Path):
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no tokenizer.json at {path}")
+    # No clean-up of spaces on decode: decode(encode(text)) must give the text back exactly.
     return PreTrainedTokenizerFast(tokenizer_file=str(file), mask_token=MASK_TOKEN,
-                                   pad_token=PAD_TOKEN, eos_token=EOS_TOKEN)
+                                   pad_token=PAD_TOKEN, eos_token=EOS_TOKEN,
+                                   clean_up_tokenization_spaces=False)
