@@ -12,10 +12,10 @@ PRESETS: dict[str, dict] = {
     # For tests: trains in seconds on a CPU.
     "tiny": dict(hidden_size=64, num_anchor_layers=2, num_denoiser_layers=1,
                  num_attention_heads=4, intermediate_size=256, max_position_embeddings=512),
-    # The default model: about 9 M parameters at vocabulary 8192.
+    # The default model: 10.5 M parameters at vocabulary 8192 (8.4 M with anchor_feed="hidden").
     "small": dict(hidden_size=256, num_anchor_layers=6, num_denoiser_layers=2,
                   num_attention_heads=4, intermediate_size=1024, max_position_embeddings=1024),
-    # A larger model for a GPU run: about 42 M parameters at vocabulary 8192.
+    # A larger model for a GPU run: 46 M parameters at vocabulary 8192.
     "base": dict(hidden_size=512, num_anchor_layers=8, num_denoiser_layers=4,
                  num_attention_heads=8, intermediate_size=2048, max_position_embeddings=2048),
 }

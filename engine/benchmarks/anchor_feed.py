@@ -1,7 +1,7 @@
 """Which `anchor_feed` learns faster on a CPU: trains the "hidden" and "logits" anchored models
 and the MDLM baseline side by side on Python code and prints held-out loss by step and second.
 
-Run `python -m engine.model.feed_benchmark` (docs/model.md has the figures and the machine).
+Run `python -m engine.benchmarks.anchor_feed` (docs/model.md has the figures and the machine).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from ..errors import SourceDecodeError, SourceTooLargeError
 from ..syntax import SourceDocument, annotate_tokens
 from ..syntax.node_tables import ANCHOR_INDEX
 from ..tokens import SPECIAL_TOKENS
-from .modeling import AnchoredDiffusionModel
-from .presets import config_from_preset
+from ..model.modeling import AnchoredDiffusionModel
+from ..model.presets import config_from_preset
 
 VARIANTS = {  # name -> config overrides
     "anchor/hidden": dict(use_anchor=True, anchor_feed="hidden"),
