@@ -22,6 +22,17 @@ def report_figure():
     return report
 
 
+@pytest.fixture
+def torch_one_thread():
+    """Tiny models run fastest on one thread; more only adds contention on a 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_collection_modifyitems(items):
     # Unit tests first, then the slow sweeps over large corpora.
     items.sort(key=lambda item: item.get_closest_marker("slow") is not None)

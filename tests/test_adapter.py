@@ -63,12 +63,7 @@ class TinyRemoteModel(PreTrainedModel):
 '''
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def modernbert_config(**extra) -> ModernBertConfig:

@@ -15,13 +15,7 @@ VOCAB = 64
 MASK = 1
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models run fastest on one thread; more only adds contention on a 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny_model(seed: int = 0, **overrides) -> em.AnchoredDiffusionModel:
