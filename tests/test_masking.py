@@ -20,7 +20,7 @@ from engine.tokens import PAD_TOKEN, SPECIAL_TOKENS
 from training.anchors import AnchorWeights, anchor_weights
 from training.masking import (STRATEGIES, InfillConfig, InvalidRateError, MaskingConfig,
                               MaskingError, TierWeights, UnknownStrategyError, build_example,
-                              crop, infill_candidates, mask_ast_span, mask_ast_tier,
+                              infill_candidates, mask_ast_span, mask_ast_tier,
                               mask_budget, mask_example, mask_infill, mask_random)
 
 from .paths import EXAMPLES, ROOT
@@ -109,7 +109,7 @@ def test_budgets_are_exact_on_a_stdlib_file(strategy, rate, stdlib_example):
        strategy=st.sampled_from(BUDGETED))
 def test_budgets_are_exact_for_any_window_and_rate(stdlib_example, start, length, rate, seed,
                                                    strategy):
-    example = crop(stdlib_example, start, start + length)
+    example = stdlib_example.window(start, start + length)
     result = mask_example(strategy, example, rate, np.random.default_rng(seed))
     exact = math.floor(rate * len(example))
     assert result.budget in (exact, exact + 1)  # +1 only within 1e-9 of an integer
@@ -120,7 +120,7 @@ def test_budgets_are_exact_for_any_window_and_rate(stdlib_example, start, length
 # --- random and ast-tier -------------------------------------------------------------------------
 
 def test_random_is_uniform_over_positions(stdlib_example):
-    example = crop(stdlib_example, 0, 100)
+    example = stdlib_example.window(0, 100)
     counts = sum(mask_random(example, 0.3, np.random.default_rng(s)).mask.astype(int)
                  for s in range(400))
     assert counts.min() > 80 and counts.max() < 160  # expected 120 each; binomial sd ~9
@@ -195,7 +195,7 @@ def test_ast_span_prefers_high_tier_spans(stdlib_example):
 
 
 def test_ast_span_without_spans_is_all_fallback(stdlib_example):
-    example = crop(stdlib_example, 0, 200)
+    example = stdlib_example.window(0, 200)
     example.node_spans = np.zeros((0, 5), dtype=np.int32)
     result = mask_ast_span(example, 0.25, np.random.default_rng(3))
     assert result.fallback.sum() == result.mask.sum() == 50 and len(result.spans) == 0
@@ -263,7 +263,7 @@ def _check_infill(original, result, max_pad):
 
 @pytest.mark.parametrize("rate", [0.01, 0.05, 0.1, 0.3, 0.6])
 def test_infill_masks_whole_nodes_plus_pads_and_keeps_metadata_aligned(rate, stdlib_example):
-    window = crop(stdlib_example, 1000, 1512)
+    window = stdlib_example.window(1000, 1512)
     for seed in range(8):
         result = mask_infill(window, rate, np.random.default_rng(seed), infill_config())
         masked = _check_infill(window, result, max_pad=8)
@@ -277,7 +277,7 @@ def test_infill_masks_whole_nodes_plus_pads_and_keeps_metadata_aligned(rate, std
        max_pad=st.integers(0, 5))
 def test_infill_keeps_its_promises_on_any_window(stdlib_example, start, length, rate, seed,
                                                  max_pad):
-    window = crop(stdlib_example, start, start + length)
+    window = stdlib_example.window(start, start + length)
     result = mask_infill(window, rate, np.random.default_rng(seed), infill_config(max_pad))
     masked = _check_infill(window, result, max_pad)
     assert masked <= result.budget or len(result.spans) == 1
@@ -286,7 +286,7 @@ def test_infill_keeps_its_promises_on_any_window(stdlib_example, start, length, 
 
 
 def test_infill_reaches_low_target_rates_closely(stdlib_example):
-    window = crop(stdlib_example, 0, 1024)
+    window = stdlib_example.window(0, 1024)
     shares = [mask_infill(window, 0.1, np.random.default_rng(s), infill_config()).masked_share
               for s in range(20)]
     assert 0.07 <= np.mean(shares) <= 0.1
@@ -321,7 +321,7 @@ def test_infill_runs_are_sibling_statements(snippet_example):
 
 
 def test_infill_zero_rate_and_zero_pads(stdlib_example):
-    window = crop(stdlib_example, 0, 300)
+    window = stdlib_example.window(0, 300)
     none = mask_infill(window, 0.0, np.random.default_rng(0), infill_config())
     assert not none.mask.any() and len(none.example) == len(window)
     no_pads = mask_infill(window, 0.2, np.random.default_rng(0), infill_config(max_pad=0))
@@ -330,7 +330,7 @@ def test_infill_zero_rate_and_zero_pads(stdlib_example):
 
 
 def test_infill_with_max_spans_one_gives_one_hole(stdlib_example):
-    window = crop(stdlib_example, 2000, 2512)
+    window = stdlib_example.window(2000, 2512)
     for seed in range(10):
         result = mask_infill(window, 0.1, np.random.default_rng(seed),
                              infill_config(max_spans=1))

@@ -3,7 +3,7 @@ masking strategies read, what the collator batches."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,3 +24,28 @@ class TokenizedExample:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @classmethod
+    def from_structure(cls, input_ids, structure, path: str = "",
+                       language: str = "") -> "TokenizedExample":
+        """A whole file's example from its token ids [L] and the `TokenStructure` that
+        `annotate_tokens(..., node_spans=True)` gave for the same tokens."""
+        return cls(
+            input_ids=np.asarray(input_ids, dtype=np.int32).reshape(-1),
+            tiers=structure.tiers.astype(np.int8),
+            depths=np.clip(structure.depths, 0, np.iinfo(np.int16).max).astype(np.int16),
+            anchors=structure.anchors.astype(np.int8),
+            node_spans=structure.node_spans.astype(np.int32).reshape(-1, 5),
+            path=path, language=language)
+
+    def window(self, start: int, stop: int) -> "TokenizedExample":
+        """Tokens [start, stop) as an example of their own: copies of the arrays, and the node
+        spans wholly inside, re-based to the window's first token."""
+        start, stop = max(0, start), min(len(self), stop)
+        spans = self.node_spans.reshape(-1, 5)
+        inside = spans[(spans[:, 0] >= start) & (spans[:, 1] <= stop)].copy()
+        inside[:, :2] -= start
+        return replace(self, input_ids=self.input_ids[start:stop].copy(),
+                       tiers=self.tiers[start:stop].copy(),
+                       depths=self.depths[start:stop].copy(),
+                       anchors=self.anchors[start:stop].copy(), node_spans=inside)

@@ -402,26 +402,7 @@ def build_example(doc: SourceDocument, tokenizer: str | Path | None = None, path
         ids, offsets, pad_id = encoding.ids, encoding.offsets, pad
         texts = [loaded.decode([i], skip_special_tokens=False) for i in ids]
     structure = annotate_tokens(doc, offsets, unit="char", node_spans=True)
-    example = TokenizedExample(
-        input_ids=np.asarray(ids, dtype=np.int32).reshape(-1),
-        tiers=structure.tiers.astype(np.int8),
-        depths=structure.depths.astype(np.int16),
-        anchors=structure.anchors.astype(np.int8),
-        node_spans=structure.node_spans.astype(np.int32).reshape(-1, 5),
-        path=path, language=doc.language)
-    return example, texts, pad_id
-
-
-def crop(example: TokenizedExample, start: int, stop: int) -> TokenizedExample:
-    """Tokens [start, stop) of an example as a window: the node spans wholly inside, shifted."""
-    start, stop = max(0, start), min(len(example), stop)
-    spans = example.node_spans.reshape(-1, 5)
-    inside = spans[(spans[:, 0] >= start) & (spans[:, 1] <= stop)].copy()
-    inside[:, :2] -= start
-    return replace(example, input_ids=example.input_ids[start:stop].copy(),
-                   tiers=example.tiers[start:stop].copy(),
-                   depths=example.depths[start:stop].copy(),
-                   anchors=example.anchors[start:stop].copy(), node_spans=inside)
+    return TokenizedExample.from_structure(ids, structure, path, doc.language), texts, pad_id
 
 
 # --- CLI --------------------------------------------------------------------------------------

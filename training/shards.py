@@ -115,24 +115,14 @@ def window_bounds(n_tokens: int, statement_starts: np.ndarray, max_length: int,
     return bounds
 
 
-def cut_windows(input_ids: np.ndarray, tiers: np.ndarray, depths: np.ndarray,
-                anchors: np.ndarray, node_spans: np.ndarray, max_length: int,
-                min_fill: float = 0.5, path: str = "", language: str = ""
-                ) -> list[TokenizedExample]:
-    """Examples for one file's tokens [N] and node spans [M, 5]; each window keeps the node spans
-    wholly inside it, re-based to the window's first token."""
-    statement_starts = np.unique(node_spans[node_spans[:, 3] == STATEMENT_ROLE, 0])
-    depths16 = np.clip(depths, 0, np.iinfo(np.int16).max).astype(np.int16)
-    examples = []
-    for start, end in window_bounds(len(input_ids), statement_starts, max_length, min_fill):
-        inside = (node_spans[:, 0] >= start) & (node_spans[:, 1] <= end)
-        spans = node_spans[inside].astype(np.int32)  # a copy
-        spans[:, :2] -= start
-        examples.append(TokenizedExample(
-            input_ids=input_ids[start:end].astype(np.int32), tiers=tiers[start:end].astype(np.int8),
-            depths=depths16[start:end].copy(), anchors=anchors[start:end].astype(np.int8),
-            node_spans=spans, path=path, language=language))
-    return examples
+def cut_windows(example: TokenizedExample, max_length: int,
+                min_fill: float = 0.5) -> list[TokenizedExample]:
+    """A whole file's example cut into windows of at most max_length tokens (see
+    `window_bounds`); each keeps the node spans wholly inside it."""
+    spans = example.node_spans
+    statement_starts = np.unique(spans[spans[:, 3] == STATEMENT_ROLE, 0])
+    return [example.window(start, end)
+            for start, end in window_bounds(len(example), statement_starts, max_length, min_fill)]
 
 
 class FileProcessor:
@@ -152,9 +142,8 @@ class FileProcessor:
         ids = np.asarray(encoding.ids, dtype=np.int32)
         offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)  # characters
         structure = annotate_tokens(doc, offsets, unit="char", node_spans=True)
-        return cut_windows(ids, structure.tiers, structure.depths, structure.anchors,
-                           structure.node_spans, self.config.max_length,
-                           self.config.min_window_fill, path, language)
+        example = TokenizedExample.from_structure(ids, structure, path, language)
+        return cut_windows(example, self.config.max_length, self.config.min_window_fill)
 
     def examples(self, file: CorpusFile) -> list[TokenizedExample]:
         return self.examples_for_text(file.read_text(), file.language, file.relative_path)

@@ -26,7 +26,7 @@ import torch
 from engine.errors import AstdiffuseError
 from engine.syntax import SourceDocument, get_grammar
 from training.example import TokenizedExample
-from training.masking import STRATEGIES, MaskingConfig, build_example, crop, mask_example
+from training.masking import STRATEGIES, MaskingConfig, build_example, mask_example
 from training.schedules import LinearSchedule
 
 DEFAULT_LENGTHS = (256, 512, 1024, 2048, 4096)
@@ -67,7 +67,7 @@ def windows(examples: list[TokenizedExample], length: int, count: int,
     for i in range(count):
         example = usable[i % len(usable)]
         start = int(rng.integers(0, len(example) - length + 1))
-        out.append(crop(example, start, start + length))
+        out.append(example.window(start, start + length))
     return out
 
 
