@@ -16,6 +16,7 @@ from .errors import AstdiffuseError, InvalidRangeError
 from .syntax import (MODES, MaskedSpan, SourceDocument, annotate_tokens, masked_spans,
                      supported_languages)
 from .syntax.document import DEFAULT_MAX_BYTES
+from .tokens import load_source_encoder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,10 +159,8 @@ def _token_offsets(doc: SourceDocument, tokenizer_path: Path | None) -> list[tup
 
         pieces = ByteLevel(add_prefix_space=False, use_regex=True).pre_tokenize_str(doc.text)
         return [offsets for _, offsets in pieces]
-    from tokenizers import Tokenizer
-
     try:
-        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        tokenizer = load_source_encoder(tokenizer_path)
     except Exception as err:  # the library raises a bare Exception on a bad file
         raise InvalidRangeError(f"cannot load tokenizer {tokenizer_path}: {err}") from None
     return list(tokenizer.encode(doc.text, add_special_tokens=False).offsets)

@@ -456,3 +456,18 @@ def test_cli_missing_file_and_unknown_extension(tmp_path):
     odd.write_text("hello\n")
     unknown = run_cli(odd)
     assert unknown.returncode == 2 and "unsupported language" in unknown.stderr
+
+
+def test_special_token_text_in_source_is_not_the_special_token(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from engine.tokens import MASK_TOKEN, SPECIAL_TOKENS
+
+    tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(
+        [*SPECIAL_TOKENS, "[UNK]", "x", "=", "'"])}, unk_token="[UNK]"))
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    doc = SourceDocument(f"x = '{MASK_TOKEN}'\n", "python")
+    example, _, _ = build_example(doc, tmp_path)
+    assert SPECIAL_TOKENS.index(MASK_TOKEN) not in example.input_ids.tolist()

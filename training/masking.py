@@ -20,7 +20,7 @@ from engine.errors import AstdiffuseError
 from engine.syntax import TIERS, SourceDocument, annotate_tokens, get_grammar, grammar_for_path
 from engine.syntax.annotate import NODE_ROLES
 from engine.syntax.node_tables import ANCHOR_INDEX
-from engine.tokens import PAD_TOKEN, SPECIAL_TOKENS
+from engine.tokens import PAD_TOKEN, SPECIAL_TOKENS, load_source_encoder
 
 from .anchors import AnchorWeights
 from .example import TokenizedExample
@@ -387,14 +387,11 @@ def build_example(doc: SourceDocument, tokenizer: str | Path | None = None, path
         texts = [doc.text[s:e] for s, e in offsets]
         pad_id = SPECIAL_TOKENS.index(PAD_TOKEN)
     else:
-        from tokenizers import Tokenizer
-
-        file = Path(tokenizer)
-        file = file / "tokenizer.json" if file.is_dir() else file
-        if not file.is_file():
+        try:
+            loaded = load_source_encoder(tokenizer)
+        except FileNotFoundError:
             raise MaskingError(f"no tokenizer.json at {tokenizer}; pass a tokenizer directory "
-                               "or file, or leave --tokenizer out")
-        loaded = Tokenizer.from_file(str(file))
+                               "or file, or leave --tokenizer out") from None
         pad = loaded.token_to_id(PAD_TOKEN)
         if pad is None:
             raise MaskingError(f"the tokenizer at {tokenizer} has no {PAD_TOKEN} token")
