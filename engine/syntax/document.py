@@ -82,6 +82,17 @@ class SourceDocument:
             raise SourceTooLargeError(size, max_bytes)
         return cls(path.read_bytes(), grammar, max_bytes=max_bytes)
 
+    @classmethod
+    def generated(cls, source: bytes, grammar: Grammar) -> "SourceDocument":
+        """A document the engine built from model output: parsed, without the input checks
+        (generated text may hold a NUL; the engine judges such text invalid itself)."""
+        doc = cls.__new__(cls)
+        doc.source = source
+        doc.text = source.decode("utf-8", errors="replace")
+        doc.grammar = grammar
+        doc.tree = grammar.parse(source)
+        return doc
+
     @property
     def language(self) -> str:
         return self.grammar.name

@@ -1,0 +1,280 @@
+"""The infill engine: one loaded model and tokenizer that turns an `InfillRequest` into ranked
+candidates (canvas -> sampler -> parse-guided repair -> edits). Local and remote engines share
+this interface: `infill(request, progress=..., cancelled=...) -> InfillResult`."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..errors import AstdiffuseError
+from ..model.adapter import ModelLoadError, ModelNotFoundError, load_denoiser
+from ..syntax import SourceDocument, masked_spans
+from .candidates import DecodedRow, decode_row, judge, repair_positions, span_edits
+from .canvas import build_canvas
+from .request import Candidate, InfillRequest, InfillResult, Timings
+from .sampler import DiffusionSampler, SamplerState
+from .vocab import OTHER, InfillTokenizer
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
+PARTIAL_MASK = "\u2591"  # how a still-masked token shows in progress text
+
+
+class DeviceUnavailableError(AstdiffuseError):
+    """The requested device does not exist on this machine."""
+
+
+@dataclass
+class ProgressEvent:
+    """One denoising step, for a progress bar and a live view of the spans (msgpack-clean)."""
+
+    step: int
+    total: int  # estimate: steps done + steps the schedule still plans
+    spans: list[str]  # current text of each span in the first canvas row, masks as PARTIAL_MASK
+    phase: str = "denoise"  # denoise | repair
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` -> cuda when available, else cpu; a named device that is missing is an error."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as err:
+        raise DeviceUnavailableError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(f"device {name!r} was asked for but this machine has no "
+                                     "CUDA GPU visible to torch; use --device cpu or auto")
+    if resolved.type not in ("cpu", "cuda"):
+        raise DeviceUnavailableError(f"device {name!r} is not supported; use auto, cpu or cuda")
+    return resolved
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on a GPU that has it (fp16 otherwise), fp32 on a CPU."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class InfillEngine:
+    """A model, its tokenizer and a device. Build with `InfillEngine.load(...)`, or from a model
+    object and tokenizer already in memory (tests, training's evaluation)."""
+
+    def __init__(self, model, tokenizer, *, device: str | torch.device | None = None,
+                 name: str = ""):
+        self.device = resolve_device(device) if device is not None else model.device
+        if model.device != self.device:  # a model handed over on another device moves
+            model = model.to(self.device)
+        self.model = model
+        self.tokenizer = tokenizer if isinstance(tokenizer, InfillTokenizer) \
+            else InfillTokenizer(tokenizer)
+        if self.tokenizer.mask_id != model.mask_token_id:
+            raise ModelLoadError(
+                f"the tokenizer's mask token id is {self.tokenizer.mask_id} but the model's is "
+                f"{model.mask_token_id}; load the tokenizer that was saved with the model")
+        if self.tokenizer.vocab_size > model.vocab_size:
+            raise ModelLoadError(f"the tokenizer has {self.tokenizer.vocab_size} tokens but the "
+                                 f"model only {model.vocab_size}")
+        self.name = name
+        config = getattr(model, "config", None) or getattr(getattr(model, "model", None),
+                                                           "config", None)
+        self.max_tokens = int(getattr(config, "max_position_embeddings", 0) or 0) or None
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, *, device: str = "auto",
+             dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> "InfillEngine":
+        """Load a saved model directory (ours or a transformers masked LM, offline only), or the
+        shipped default model when `model` is None."""
+        target = resolve_device(device)
+        dtype = dtype or default_dtype(target)
+        if model is None:
+            if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+                raise ModelNotFoundError(
+                    "default", f"no default model is installed at {DEFAULT_MODEL_DIR}; pass a "
+                               "model directory (--model PATH) trained with `python -m "
+                               "training.finetune`")
+            model = DEFAULT_MODEL_DIR
+        denoiser = load_denoiser(model, device=target, dtype=dtype,
+                                 trust_remote_code=trust_remote_code)
+        tokenizer = _load_tokenizer(Path(model) if Path(str(model)).is_dir() else model)
+        mask = getattr(tokenizer, "mask_token_id", None)
+        return cls(denoiser, InfillTokenizer(tokenizer, mask_token_id=mask), device=target,
+                   name=str(model))
+
+    def infill(self, request: InfillRequest,
+               progress: Callable[[ProgressEvent], None] | None = None,
+               cancelled: Callable[[], bool] | None = None) -> InfillResult:
+        """Infill every span of `request` jointly; `progress` gets a `ProgressEvent` per step and
+        `cancelled` is polled between steps (InfillCancelled when it returns True)."""
+        began = time.perf_counter()
+        request.check()
+        options = request.options
+        doc = SourceDocument(request.text, request.language)
+        spans = masked_spans(doc, [(r.start, r.end) for r in request.ranges], request.mode)
+        budget = min(options.context_tokens, self.max_tokens or options.context_tokens)
+        canvas = build_canvas(doc, spans, self.tokenizer, budget=budget,
+                              length_count=options.length_candidates,
+                              length_hint=options.length_hint, lengths=options.lengths,
+                              samples=options.samples, keep_anchors=options.keep_anchors)
+        timings = Timings(canvas_tokens=canvas.input_ids.shape[1], batch=canvas.rows)
+        timings.canvas_ms = _ms(began)
+
+        device = self.device
+        ids = canvas.input_ids.to(device)
+        masked = (ids == self.tokenizer.mask_id) & canvas.editable.to(device)
+        state = SamplerState(ids=ids, attention_mask=canvas.attention_mask.to(device),
+                             editable=canvas.editable.to(device), masked=masked,
+                             logp=torch.zeros(ids.shape, dtype=torch.float32, device=device))
+        generated = masked.clone()
+        generator = torch.Generator(device=device).manual_seed(options.seed)
+        phase = ["denoise"]
+
+        def on_step(step: int, total: int, current: SamplerState) -> None:
+            if progress is not None:
+                progress(ProgressEvent(step, total, self._partial(canvas, current), phase[0]))
+
+        anchor_classes = bracket = None
+        if options.anchored:
+            anchor_classes = _padded(self.tokenizer.anchor_classes(doc.language),
+                                     self.model.vocab_size, device, OTHER)
+            bracket = _padded(self.tokenizer.bracket_delta(), self.model.vocab_size, device, 0)
+        sampler = DiffusionSampler(self.model, options, anchor_classes=anchor_classes,
+                                   bracket_delta=bracket, generator=generator, on_step=on_step,
+                                   cancelled=cancelled)
+        sampling_began = time.perf_counter()
+        longest = int(masked.sum(-1).max())
+        sampler.run(state, options.steps or max(1, math.ceil(longest / 2)))
+        timings.sampling_ms = _ms(sampling_began)
+
+        repair_began = time.perf_counter()
+        phase[0] = "repair"
+        rounds = [0] * canvas.rows
+        rows = self._judge_all(doc, canvas, state)
+        for _ in range(options.repair_rounds):
+            broken = [r for r in rows if not r.valid]
+            if not broken:
+                break
+            for decoded in broken:
+                positions = repair_positions(canvas, decoded, state.logp)
+                if positions:
+                    index = torch.tensor(positions, device=device)
+                    state.masked[decoded.row, index] = True
+                    state.ids[decoded.row, index] = self.tokenizer.mask_id
+                    rounds[decoded.row] += 1
+            remasked = int(state.masked.sum(-1).max())
+            if remasked == 0:
+                break
+            sampler.run(state, options.steps or max(1, math.ceil(remasked / 2)))
+            rows = self._judge_all(doc, canvas, state, previous=rows)
+        timings.repair_ms = _ms(repair_began)
+
+        candidates = self._rank(doc, canvas, rows, state, generated, rounds)
+        valid = bool(candidates) and candidates[0].valid
+        kept = candidates[:options.candidates]
+        if valid:
+            count = sum(c.valid for c in kept)
+            message = f"{count} valid candidate{'s' if count != 1 else ''}"
+        else:
+            message = (f"no valid infill: none of {len(candidates)} candidates parses and keeps "
+                       f"the node kinds after {options.repair_rounds} repair rounds; the "
+                       "candidates are returned for inspection only")
+        timings.forward_passes, timings.full_passes = state.forward_passes, state.full_passes
+        timings.total_ms = _ms(began)
+        return InfillResult(candidates=kept, valid=valid, message=message, steps=state.steps,
+                            timings=timings, model=self.name, device=str(device))
+
+    def _judge_all(self, doc: SourceDocument, canvas, state: SamplerState,
+                   previous: list[DecodedRow] | None = None) -> list[DecodedRow]:
+        ids = state.ids.cpu()
+        out = []
+        for row in range(canvas.rows):
+            if previous is not None and previous[row].valid:
+                out.append(previous[row])  # untouched by the repair round
+                continue
+            out.append(judge(doc, canvas, decode_row(canvas, ids, row, self.tokenizer)))
+        return out
+
+    def _rank(self, doc, canvas, rows: list[DecodedRow], state: SamplerState,
+              generated: torch.Tensor, rounds: list[int]) -> list[Candidate]:
+        """Valid before invalid, then by mean log-probability of the generated tokens; rows that
+        decoded to the same document count once."""
+        logp = state.logp.cpu()
+        generated = generated.cpu()
+        seen: dict[bytes, Candidate] = {}
+        for decoded in rows:
+            mask = generated[decoded.row]
+            score = float(logp[decoded.row][mask].mean()) if bool(mask.any()) else 0.0
+            candidate = Candidate(
+                text=decoded.new_source.decode("utf-8", errors="replace"),
+                spans=span_edits(doc, canvas, decoded), score=score, parses=decoded.parses,
+                same_kind=all(decoded.same_kind), repair_rounds=rounds[decoded.row])
+            best = seen.get(decoded.new_source)
+            if best is None or (candidate.valid, candidate.score) > (best.valid, best.score):
+                seen[decoded.new_source] = candidate
+        return sorted(seen.values(), key=lambda c: (c.valid, c.score), reverse=True)
+
+    def _partial(self, canvas, state: SamplerState) -> list[str]:
+        ids = state.ids[0].tolist()
+        drop = set(self.tokenizer.end_ids)
+        out = []
+        for start, length in canvas.slots[0]:
+            pieces, run = [], []
+            for token in ids[start:start + length]:
+                if token == self.tokenizer.mask_id:
+                    if run:
+                        pieces.append(self.tokenizer.decode(run))
+                        run = []
+                    pieces.append(PARTIAL_MASK)
+                elif token not in drop:
+                    run.append(token)
+            if run:
+                pieces.append(self.tokenizer.decode(run))
+            out.append("".join(pieces))
+        return out
+
+
+def _load_tokenizer(source):
+    """Our tokenizer.json (with its special tokens set), else the model's own tokenizer."""
+    from ..tokens import load_tokenizer
+
+    path = Path(str(source))
+    if (path / "tokenizer.json").is_file() and _is_ours(path):
+        return load_tokenizer(path)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"no tokenizer beside the model at {source}: {err}") from err
+
+
+def _is_ours(path: Path) -> bool:
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    from ..model.configuration import MODEL_TYPE
+
+    return config.get("model_type") == MODEL_TYPE
+
+
+def _padded(table, size: int, device: torch.device, fill: int) -> torch.Tensor:
+    """A per-token table as a tensor over the model's vocabulary; ids the tokenizer lacks get
+    `fill`."""
+    out = torch.full((size,), fill, dtype=torch.int8)
+    n = min(size, len(table))
+    out[:n] = torch.from_numpy(table[:n])
+    return out.to(device)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000.0, 3)
