@@ -369,3 +369,21 @@ def test_judge_reads_pads_as_the_end_of_a_span(tokenizer):
 def test_options_dataclass_is_plain():
     for f in dataclasses.fields(InfillOptions):
         assert f.type in ("int", "float", "bool", "str", "int | None", "list[int] | None"), f
+
+
+def test_cached_sampling_matches_full_passes_when_refreshed_every_step(engine):
+    """With a refresh every step the cache is exact (rows of one length share one full pass
+    exactly), so the cached sampler must decode what the uncached one does."""
+    common = dict(lengths=[12], samples=2, temperature=0.0, steps=6, repair_rounds=0,
+                  cache_refresh=1)
+    cached = engine.infill(request(use_cache=True, **common))
+    full = engine.infill(request(use_cache=False, **common))
+    assert [c.text for c in cached.candidates] == [c.text for c in full.candidates]
+    assert cached.timings.full_passes == full.timings.full_passes  # every step refreshed
+
+
+def test_the_cache_saves_full_passes(engine):
+    result = engine.infill(request(steps=8, repair_rounds=0, cache_refresh=8))
+    # one shared full pass for the three length candidates, then cached steps
+    assert result.timings.full_passes == 1
+    assert result.timings.forward_passes == result.steps + 1

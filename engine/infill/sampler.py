@@ -82,6 +82,9 @@ class DiffusionSampler:
             if step >= hard_cap:  # cannot happen without remasking; a guard, not a schedule
                 break
             refresh = cache is None or step % self.options.cache_refresh == 0
+            if cache is None and self.cached:
+                cache = self._shared_context(state, active)
+                refresh = cache is None
             logits, anchor_logits, cache = self._predict(state, active, None if refresh else cache)
             state.forward_passes += 1
             state.full_passes += int(refresh or not self.cached)
@@ -92,6 +95,28 @@ class DiffusionSampler:
             if self.on_step is not None:
                 self.on_step(state.steps, state.steps + _remaining_estimate(state, steps - step),
                              state)
+
+    def _shared_context(self, state: SamplerState, active: torch.Tensor):
+        """The first cache of a batch whose rows hold the same context (length candidates,
+        samples): one full pass over the first row, its context keys and values moved to each
+        row's positions (`share_context`), instead of a full pass over every row. None when the
+        rows differ or the model cannot share."""
+        if state.ids.shape[0] == 1 or not hasattr(self.model, "share_context"):
+            return None
+        context = state.attention_mask.bool() & ~state.editable
+        counts = context.sum(-1)
+        if int(counts.min()) != int(counts.max()):
+            return None
+        positions = torch.stack([row.nonzero().squeeze(-1) for row in context])  # [B, C]
+        tokens = state.ids.gather(1, positions)
+        if not bool((tokens == tokens[:1]).all()):
+            return None
+        _, _, first = self.model.denoise_step(state.ids[:1], active[:1],
+                                              attention_mask=state.attention_mask[:1])
+        state.forward_passes += 1
+        state.full_passes += 1
+        return self.model.share_context(first, positions[0], positions,
+                                        attention_mask=state.attention_mask)
 
     def _predict(self, state: SamplerState, active: torch.Tensor, cache):
         """Denoiser logits and anchor logits (or None) at `active` [B, A] -> [B, A, V]."""

@@ -8,7 +8,7 @@ from .adapter import (Denoiser, MaskedLMDenoiser, ModelLoadError, ModelNotFoundE
                       load_model_and_tokenizer, save_model_and_tokenizer)
 from .configuration import ANCHOR_FEEDS, MODEL_TYPE, AnchoredDiffusionConfig
 from .loss import LOSS_WEIGHTINGS, DiffusionLoss, masked_diffusion_loss
-from .modeling import (AnchoredDiffusionModel, AnchoredDiffusionOutput,
+from .modeling import (AnchoredDiffusionModel, AnchoredDiffusionOutput, ContextCache,
                        apply_subs_parameterization)
 from .presets import PRESETS, UnknownPresetError, config_from_preset
 
@@ -18,9 +18,9 @@ AutoModelForMaskedLM.register(AnchoredDiffusionConfig, AnchoredDiffusionModel, e
 
 __all__ = [
     "ANCHOR_FEEDS", "LOSS_WEIGHTINGS", "MODEL_TYPE", "PRESETS", "AnchoredDiffusionConfig",
-    "AnchoredDiffusionModel", "AnchoredDiffusionOutput", "Denoiser", "DiffusionLoss",
-    "MaskedLMDenoiser", "ModelLoadError", "ModelNotFoundError", "RemoteCodeRequiredError",
-    "UnknownPresetError", "UnsupportedModelError", "apply_subs_parameterization",
-    "config_from_preset", "load_denoiser", "load_model_and_tokenizer", "masked_diffusion_loss",
-    "save_model_and_tokenizer",
+    "AnchoredDiffusionModel", "AnchoredDiffusionOutput", "ContextCache", "Denoiser",
+    "DiffusionLoss", "MaskedLMDenoiser", "ModelLoadError", "ModelNotFoundError",
+    "RemoteCodeRequiredError", "UnknownPresetError", "UnsupportedModelError",
+    "apply_subs_parameterization", "config_from_preset", "load_denoiser",
+    "load_model_and_tokenizer", "masked_diffusion_loss", "save_model_and_tokenizer",
 ]

@@ -59,6 +59,22 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + torch.cat([-second, first], dim=-1) * sin
 
 
+def rotate_by(x: torch.Tensor, shift: torch.Tensor, head_size: int, theta: float) -> torch.Tensor:
+    """Keys x [B, N, T, D] already rotated for their positions, moved by shift [B, T] positions:
+    rotary rotations compose, so a key at position p becomes exactly the key at p + shift."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_size, 2, device=x.device,
+                                            dtype=torch.float32) / head_size)  # [D/2]
+    angles = shift.float().unsqueeze(-1) * inv_freq  # [B, T, D/2]
+    angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)  # [B, 1, T, D]
+    return apply_rotary(x.float(), angles.cos(), angles.sin()).to(x.dtype)
+
+
+def gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rows of x [B, L, ...] at positions [B, A] -> [B, A, ...]."""
+    index = positions.view(*positions.shape, *(1,) * (x.dim() - 2))
+    return x.gather(1, index.expand(*positions.shape, *x.shape[2:]))
+
+
 class AnchoredDiffusionRMSNorm(nn.Module):
     """RMS norm over the last dimension, computed in fp32 so bf16 activations stay stable."""
 
@@ -87,12 +103,34 @@ class AnchoredDiffusionAttention(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                key_mask: torch.Tensor | None) -> torch.Tensor:
-        """x [B, L, H]; cos, sin [L, D]; key_mask [B, 1, 1, L] bool (True: attend) -> [B, L, H]."""
+                key_mask: torch.Tensor | None,
+                kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, H]; cos, sin [T, D] (or [B, 1, T, D] for `positions`); key_mask [B, 1, 1, L]
+        bool (True: attend) -> [B, T, H].
+
+        kv_cache: this block's (keys, values) of a `ContextCache`, each [B, N, L, D], written in
+        place. Without `positions` (T == L, a full pass) the fresh keys and values fill it. With
+        `positions` [B, T] (the active pass) they overwrite the cache at those positions and the
+        T queries attend to all L cached keys and values.
+        """
         batch, length, hidden = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_size)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, N, L, D]
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, N, T, D]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if kv_cache is not None:
+            keys, values = kv_cache
+            if positions is None:
+                keys.copy_(k)
+                values.copy_(v)
+            else:
+                # A repeated position gets the same key and value twice: the same token at the
+                # same position, so whichever write lands is the same.
+                index = positions[:, None, :, None].expand(-1, self.num_heads, -1,
+                                                           self.head_size)
+                keys.scatter_(2, index, k.to(keys.dtype))
+                values.scatter_(2, index, v.to(values.dtype))
+                k, v = keys, values
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(y.transpose(1, 2).reshape(batch, length, hidden))
@@ -124,9 +162,12 @@ class AnchoredDiffusionBlock(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                key_mask: torch.Tensor | None) -> torch.Tensor:
-        """x [B, L, H] -> [B, L, H]."""
-        x = x + self.dropout(self.attn(self.attn_norm(x), cos, sin, key_mask))
+                key_mask: torch.Tensor | None,
+                kv_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, H] -> [B, T, H]; `kv_cache` and `positions` as in the attention."""
+        attended = self.attn(self.attn_norm(x), cos, sin, key_mask, kv_cache, positions)
+        x = x + self.dropout(attended)
         return x + self.dropout(self.mlp(self.mlp_norm(x)))
 
 
@@ -141,12 +182,33 @@ class AnchoredDiffusionOutput(ModelOutput):
     anchor_loss: torch.FloatTensor | None = None  # the anchor term, scalar
 
 
+@dataclass
+class ContextCache:
+    """Keys and values of every position from `AnchoredDiffusionModel.denoise_step`'s last full
+    pass, so that later steps recompute only their active positions (Fast-dLLM's dual cache).
+
+    Approximate: a step overwrites the entries of its active positions with fresh ones, but those
+    of the context were computed from what the active positions held when the cache was built.
+    As active tokens change (get unmasked), the context's keys and values in every block after
+    the first go stale, until a full pass (`cache=None`) builds a new cache.
+    """
+
+    keys: list[torch.Tensor]  # per block, anchor blocks then denoiser blocks: [B, N, L, D],
+    #   after the rotary rotation
+    values: list[torch.Tensor]  # per block, same order: [B, N, L, D]
+    key_mask: torch.Tensor | None  # [B, 1, 1, L] bool (True: attend), None without padding
+    length: int  # L
+    batch_size: int  # B
+
+
 class AnchoredDiffusionModel(PreTrainedModel):
     """Anchored masked-diffusion LM (see `AnchoredDiffusionConfig` for the two layouts).
 
     Training: `forward(input_ids, labels=..., t=..., anchor_weights=...)` returns the loss.
     Inference: `logits(input_ids, attention_mask)` and `anchor_logits(...)`, the interface
     `engine.model.adapter.MaskedLMDenoiser` shares.
+    Sampling: `denoise_step(input_ids, active, cache=...)` recomputes only the active positions
+    against a `ContextCache` of the others' keys and values.
     """
 
     config_class = AnchoredDiffusionConfig
@@ -235,21 +297,58 @@ class AnchoredDiffusionModel(PreTrainedModel):
             key_mask = keys[:, None, None, :]
         return masked, cos, sin, key_mask
 
-    def _anchor_stage(self, input_ids, masked, cos, sin, key_mask):
-        """The anchor network: hidden states [B, L, H] for the denoiser and the anchor logits
-        [B, L, V] (SUBS rules applied), or the embeddings and None without an anchor."""
+    def _run_blocks(self, blocks: nn.ModuleList, first: int, hidden: torch.Tensor,
+                    cos: torch.Tensor, sin: torch.Tensor, key_mask: torch.Tensor | None,
+                    cache: ContextCache | None, positions: torch.Tensor | None) -> torch.Tensor:
+        """hidden [B, T, H] through `blocks`, whose slots in `cache` start at block `first`."""
+        for i, block in enumerate(blocks, start=first):
+            slot = None if cache is None else (cache.keys[i], cache.values[i])
+            hidden = block(hidden, cos, sin, key_mask, slot, positions)
+        return hidden
+
+    def _anchor_stage(self, input_ids, masked, cos, sin, key_mask, cache=None, positions=None,
+                      keep=None):
+        """The anchor network: hidden states [B, T, H] for the denoiser and the anchor logits
+        [B, T, V] (SUBS rules applied), or the embeddings and None without an anchor.
+
+        input_ids, masked [B, T]; `cache` and `positions` as in `AnchoredDiffusionAttention`;
+        keep [B, A]: return the anchor logits at these positions only, [B, A, V].
+        """
         hidden = self.embed_tokens(input_ids)
         if not self.config.use_anchor:
             return hidden, None
-        for block in self.anchor_layers:
-            hidden = block(hidden, cos, sin, key_mask)
-        anchor_logits = apply_subs_parameterization(
-            self._head(self.anchor_norm(hidden), "anchor_head"), input_ids, masked,
-            self.config.mask_token_id)
+        hidden = self._run_blocks(self.anchor_layers, 0, hidden, cos, sin, key_mask, cache,
+                                  positions)
+        if keep is not None and self.config.anchor_feed == "hidden":
+            # The denoiser reads the hidden states, so the head runs on the kept positions only.
+            return hidden, self._subs_head(gather_positions(hidden, keep), "anchor_norm",
+                                           "anchor_head", gather_positions(input_ids, keep),
+                                           gather_positions(masked, keep))
+        anchor_logits = self._subs_head(hidden, "anchor_norm", "anchor_head", input_ids, masked)
         if self.config.anchor_feed == "logits":  # ADLM: the denoiser reads the anchor's beliefs
             probs = torch.softmax(anchor_logits.float(), dim=-1).to(hidden.dtype)
             hidden = self.embed_tokens(input_ids) + self.anchor_to_hidden(probs)
+        if keep is not None:
+            anchor_logits = gather_positions(anchor_logits, keep)
         return hidden, anchor_logits
+
+    def _subs_head(self, hidden, norm_name, head_name, input_ids, masked):
+        """hidden [B, T, H] -> logits [B, T, V] through a final norm and head, SUBS rules."""
+        logits = self._head(getattr(self, norm_name)(hidden), head_name)
+        return apply_subs_parameterization(logits, input_ids, masked, self.config.mask_token_id)
+
+    def _denoise(self, input_ids, masked, cos, sin, key_mask, cache=None, positions=None,
+                 keep=None):
+        """Anchor network, denoiser and heads: (logits, anchor_logits or None), each [B, T, V],
+        or [B, A, V] at the positions `keep` [B, A]; the rest as in `_anchor_stage`."""
+        hidden, anchor_logits = self._anchor_stage(input_ids, masked, cos, sin, key_mask, cache,
+                                                   positions, keep)
+        hidden = self._run_blocks(self.denoiser_layers, len(self.anchor_layers), hidden, cos,
+                                  sin, key_mask, cache, positions)
+        if keep is not None:  # the vocabulary projection only where logits are wanted
+            hidden = gather_positions(hidden, keep)
+            input_ids, masked = gather_positions(input_ids, keep), gather_positions(masked, keep)
+        return self._subs_head(hidden, "norm", "lm_head", input_ids, masked), anchor_logits
 
     def forward(
         self,
@@ -273,11 +372,7 @@ class AnchoredDiffusionModel(PreTrainedModel):
         `engine.model.loss.masked_diffusion_loss`).
         """
         masked, cos, sin, key_mask = self._prepare(input_ids, attention_mask, masked)
-        hidden, anchor_logits = self._anchor_stage(input_ids, masked, cos, sin, key_mask)
-        for block in self.denoiser_layers:
-            hidden = block(hidden, cos, sin, key_mask)
-        logits = apply_subs_parameterization(self._head(self.norm(hidden), "lm_head"), input_ids,
-                                             masked, self.config.mask_token_id)
+        logits, anchor_logits = self._denoise(input_ids, masked, cos, sin, key_mask)
         loss = nelbo = anchor_loss = None
         if labels is not None:
             losses = masked_diffusion_loss(
@@ -307,3 +402,127 @@ class AnchoredDiffusionModel(PreTrainedModel):
             return None
         masked, cos, sin, key_mask = self._prepare(input_ids, attention_mask, masked)
         return self._anchor_stage(input_ids, masked, cos, sin, key_mask)[1]
+
+    @torch.no_grad()
+    def denoise_step(self, input_ids: torch.Tensor, active: torch.Tensor,
+                     attention_mask: torch.Tensor | None = None,
+                     cache: ContextCache | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, ContextCache]:
+        """One sampler step that recomputes only the `active` positions (the infill spans) and
+        reads the keys and values of all others from `cache` (see `ContextCache`).
+
+        input_ids [B, L]: the current tokens, the mask token where still to predict (masked
+        positions are exactly those); active [B, A] long: the positions whose logits are wanted
+        and whose states are recomputed (a row with fewer may repeat one of them); attention_mask
+        [B, L]: 1 for real tokens, 0 for padding.
+
+        cache None: a full pass over all L positions, the same numbers as `logits` and
+        `anchor_logits`, that builds a new cache. A cache: only the A active positions run
+        through the blocks; their keys and values overwrite theirs in the cache (in place) and
+        they attend to all L cached ones with the cache's key mask. Positions outside `active`
+        must hold the tokens the cache was built from; the result is approximate (stale context)
+        until a full pass refreshes the cache.
+
+        Returns (logits [B, A, V], anchor_logits [B, A, V] or None without an anchor, both with
+        the SUBS rules applied, and the cache).
+        """
+        active = self._check_active(input_ids, active)
+        masked, cos, sin, key_mask = self._prepare(input_ids, attention_mask, None)
+        if cache is None:
+            cache = self._new_cache(input_ids.shape[0], input_ids.shape[1], key_mask)
+            logits, anchor_logits = self._denoise(input_ids, masked, cos, sin, key_mask, cache,
+                                                  keep=active)
+            return logits, anchor_logits, cache
+        self._check_cache(cache, input_ids, attention_mask is not None, key_mask)
+        # Each active token keeps its true rotary position: cos, sin [B, 1, A, D].
+        cos, sin = cos[active].unsqueeze(1), sin[active].unsqueeze(1)
+        logits, anchor_logits = self._denoise(
+            gather_positions(input_ids, active), gather_positions(masked, active), cos, sin,
+            cache.key_mask, cache, positions=active)
+        return logits, anchor_logits, cache
+
+    @torch.no_grad()
+    def share_context(self, cache: ContextCache, source: torch.Tensor, target: torch.Tensor,
+                      attention_mask: torch.Tensor | None = None) -> ContextCache:
+        """A cache for B rows that hold the same context tokens as the one row of `cache`, at
+        other positions (the rows of a canvas whose spans have other lengths).
+
+        source [C]: the context positions in the cached row; target [B, C]: the same tokens'
+        positions in each new row; attention_mask [B, L] of the new rows. Keys move to their
+        new positions (exact rotary shift); the entries of every other position are left to the
+        next `denoise_step`, which must list them all as active. Approximate like any cache: a
+        row's context saw the cached row's spans, not its own.
+        """
+        batch, count = target.shape
+        if source.shape != (count,) or cache.batch_size != 1:
+            raise ValueError("share_context takes a one-row cache, source [C] and target [B, C]")
+        length = int(attention_mask.shape[1]) if attention_mask is not None else cache.length
+        if count and int(target.max()) >= length:
+            raise ValueError(f"target position {int(target.max())} is outside {length} tokens")
+        key_mask = None
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            keys = attention_mask.bool().to(target.device)
+            keys = keys | ~keys.any(-1, keepdim=True)
+            key_mask = keys[:, None, None, :]
+        shared = self._new_cache(batch, length, key_mask)
+        head_size = self.config.hidden_size // self.config.num_attention_heads
+        shift = target - source.unsqueeze(0)  # [B, C]
+        index = target[:, None, :, None].expand(-1, self.config.num_attention_heads, -1,
+                                                head_size)
+        for old_k, old_v, new_k, new_v in zip(cache.keys, cache.values, shared.keys,
+                                              shared.values):
+            new_k.zero_()
+            new_v.zero_()
+            k = old_k[:, :, source].expand(batch, -1, -1, -1)
+            new_k.scatter_(2, index, rotate_by(k, shift, head_size, self.config.rope_theta))
+            new_v.scatter_(2, index, old_v[:, :, source].expand(batch, -1, -1, -1))
+        return shared
+
+    def _new_cache(self, batch: int, length: int, key_mask: torch.Tensor | None) -> ContextCache:
+        """An unfilled cache for `batch` sequences of `length` tokens, in the model's dtype."""
+        heads = self.config.num_attention_heads
+        shape = (batch, heads, length, self.config.hidden_size // heads)
+        weight = self.embed_tokens.weight
+        blocks = len(self.anchor_layers) + len(self.denoiser_layers)
+        return ContextCache(keys=[weight.new_empty(shape) for _ in range(blocks)],
+                            values=[weight.new_empty(shape) for _ in range(blocks)],
+                            key_mask=key_mask, length=length, batch_size=batch)
+
+    @staticmethod
+    def _check_active(input_ids: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """active [B, A] as long on input_ids' device; ValueError if not positions of it."""
+        batch, length = input_ids.shape
+        if active.dim() != 2 or active.shape[0] != batch:
+            raise ValueError(f"active must be a [B, A] tensor of positions with B = {batch}, "
+                             f"not of shape {tuple(active.shape)}")
+        if active.dtype.is_floating_point or active.dtype == torch.bool:
+            raise ValueError(f"active must hold integer positions, not {active.dtype}")
+        active = active.to(device=input_ids.device, dtype=torch.long)
+        outside = (active < 0) | (active >= length)
+        if bool(outside.any()):
+            raise ValueError(f"active position {int(active[outside][0])} is outside the "
+                             f"sequence of {length} tokens (0..{length - 1})")
+        return active
+
+    def _check_cache(self, cache: ContextCache, input_ids: torch.Tensor, given_mask: bool,
+                     key_mask: torch.Tensor | None) -> None:
+        """ValueError if `cache` was not built for this batch, this model or this padding."""
+        batch, length = input_ids.shape
+        if (cache.batch_size, cache.length) != (batch, length):
+            raise ValueError(f"the cache was built for {cache.batch_size} sequence(s) of "
+                             f"{cache.length} tokens, not {batch} of {length}; rebuild the cache "
+                             "(cache=None)")
+        blocks = len(self.anchor_layers) + len(self.denoiser_layers)
+        if len(cache.keys) != blocks or len(cache.values) != blocks:
+            raise ValueError(f"the cache holds {len(cache.keys)} blocks, this model has "
+                             f"{blocks}; rebuild the cache (cache=None)")
+        if blocks and cache.keys[0].dtype != self.embed_tokens.weight.dtype:
+            raise ValueError(f"the cache is {cache.keys[0].dtype}, the model "
+                             f"{self.embed_tokens.weight.dtype}; rebuild the cache (cache=None)")
+        # Without an attention_mask the caller means "the padding the cache was built with".
+        same = (key_mask is None and cache.key_mask is None) or (
+            key_mask is not None and cache.key_mask is not None
+            and torch.equal(key_mask, cache.key_mask))
+        if given_mask and not same:
+            raise ValueError("attention_mask differs from the one the cache was built with; "
+                             "rebuild the cache (cache=None)")
