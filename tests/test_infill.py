@@ -387,3 +387,41 @@ def test_the_cache_saves_full_passes(engine):
     # one shared full pass for the three length candidates, then cached steps
     assert result.timings.full_passes == 1
     assert result.timings.forward_passes == result.steps + 1
+
+
+@pytest.mark.parametrize("data", [
+    {"text": 5, "language": "python", "ranges": []},
+    {"text": "x = 1\n", "language": "python", "ranges": [{"start": "0", "end": 0}]},
+    {"text": "x = 1\n", "language": "python", "ranges": [{"start": 0, "end": 0}],
+     "options": {"steps": "many"}},
+    {"text": "x = 1\n", "language": "python", "ranges": [{"start": 0, "end": 0}],
+     "options": {"temperature": float("nan")}},
+    {"text": "x = 1\n", "language": "python", "ranges": [{"start": 0, "end": 0}],
+     "options": {"keep_anchors": 1}},
+])
+def test_request_values_of_the_wrong_type(engine, data):
+    import msgpack
+
+    request = from_msgpack(InfillRequest, msgpack.packb(data))
+    with pytest.raises(InvalidRequestError):
+        engine.infill(request)
+
+
+def test_a_transformers_masked_lm_through_the_engine(tmp_path, tokenizer):
+    """A plain masked LM (a tiny random ModernBERT saved with our tokenizer) loads by path and
+    infills through full forwards: no cache, since it has no denoise_step."""
+    from transformers import ModernBertConfig, ModernBertForMaskedLM
+
+    torch.manual_seed(0)
+    config = ModernBertConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                              num_hidden_layers=2, num_attention_heads=4,
+                              max_position_embeddings=256, local_attention=16, pad_token_id=0,
+                              eos_token_id=2, bos_token_id=2, cls_token_id=2, sep_token_id=2,
+                              mask_token_id=1)
+    ModernBertForMaskedLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = InfillEngine.load(tmp_path, device="cpu")
+    assert loaded.max_tokens == 256
+    result = loaded.infill(request(steps=3, repair_rounds=0))
+    assert result.candidates and result.timings.canvas_tokens <= 256
+    assert result.timings.full_passes == result.timings.forward_passes == result.steps

@@ -61,6 +61,8 @@ class InfillOptions:
         def bad(name: str, what: str) -> InvalidRequestError:
             return InvalidRequestError(f"option {name}={getattr(self, name)!r}: {what}")
 
+        _check_types(self, "option ")
+
         if self.steps is not None and self.steps < 1:
             raise bad("steps", "must be a positive number of steps (or null for automatic)")
         if not (0.0 <= self.temperature < math.inf):
@@ -102,8 +104,7 @@ class InfillRequest:
     options: InfillOptions = field(default_factory=InfillOptions)
 
     def check(self) -> "InfillRequest":
-        if not isinstance(self.text, str):
-            raise InvalidRequestError("text must be a string (decoded UTF-8)")
+        _check_types(self, "")
         if not self.ranges:
             raise InvalidRequestError("ranges is empty: select code or place the cursor in it")
         if self.mode not in MODES:
@@ -177,6 +178,38 @@ class InfillResult:
     @property
     def best(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
+
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_types(obj: Any, prefix: str) -> None:
+    """InvalidRequestError when a field holds a value of another type than its annotation (a
+    remote client's request arrives as plain msgpack values, unchecked)."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        annotation = str(f.type)
+        optional = annotation.endswith(" | None")
+        base = annotation.removesuffix(" | None")
+        if value is None and optional:
+            continue
+        if base in _TYPES:
+            ok = isinstance(value, _TYPES[base]) and (base == "bool" or not isinstance(value, bool))
+            if base == "float" and ok and not math.isfinite(value):
+                ok = False
+        elif base == "list[int]":
+            ok = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value)
+        elif base == "list[ByteRange]":
+            ok = isinstance(value, list) and all(isinstance(v, ByteRange) for v in value)
+            for r in value if ok else ():
+                _check_types(r, "range ")
+        elif base == "InfillOptions":
+            ok = isinstance(value, InfillOptions)
+        else:
+            continue
+        if not ok:
+            raise InvalidRequestError(f"{prefix}{f.name}={value!r}: expected {annotation}")
 
 
 # -- msgpack ---------------------------------------------------------------------------------
