@@ -98,11 +98,14 @@ class DiffusionSampler:
 
     def _shared_context(self, state: SamplerState, active: torch.Tensor):
         """The first cache of a batch whose rows hold the same context (length candidates,
-        samples): one full pass over the first row, its context keys and values moved to each
+        samples) and nothing decoded yet: one full pass over the first row, its context keys and values moved to each
         row's positions (`share_context`), instead of a full pass over every row. None when the
         rows differ or the model cannot share."""
         if state.ids.shape[0] == 1 or not hasattr(self.model, "share_context"):
             return None
+        identical = bool((state.ids == state.ids[:1]).all())
+        if not identical and not bool((state.masked == state.editable).all()):
+            return None  # spans already decoded differently: each row's context must see its own
         context = state.attention_mask.bool() & ~state.editable
         counts = context.sum(-1)
         if int(counts.min()) != int(counts.max()):
