@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from engine.errors import AstdiffuseError
+from engine.splits import split_bucket, split_of
 from engine.syntax import get_grammar, supported_languages
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -125,24 +126,6 @@ class SkippedFile:
     path: str  # absolute path
     reason: str  # one of SKIP_REASONS
     detail: str = ""  # e.g. the kept file a duplicate equals
-
-
-def split_bucket(relative_path: str, salt: str = "") -> float:
-    """A number in [0, 1) from the SHA-1 of the (salted) relative path: uniform, stable."""
-    digest = hashlib.sha1((salt + relative_path).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
-
-
-def split_of(relative_path: str, fractions: Sequence[float] = (0.90, 0.05, 0.05),
-             salt: str = "") -> str:
-    """The split of a file: depends only on its relative path (and the salt), so adding or
-    removing other files never moves it."""
-    bucket = split_bucket(relative_path, salt)
-    if bucket < fractions[0]:
-        return "train"
-    if bucket < fractions[0] + fractions[1]:
-        return "validation"
-    return "test"
 
 
 def generated_marker(text: str, lines: int = 5) -> str | None:

@@ -133,6 +133,7 @@ class InfillEngine:
                              editable=canvas.editable.to(device), masked=masked,
                              logp=torch.zeros(ids.shape, dtype=torch.float32, device=device))
         generated = masked.clone()
+        timings.masked_tokens = int(masked.sum())
         generator = torch.Generator(device=device).manual_seed(options.seed)
         phase = ["denoise"]
 

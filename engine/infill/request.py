@@ -156,6 +156,7 @@ class Timings:
     forward_passes: int = 0  # model calls (full and cached)
     full_passes: int = 0  # of which over the whole canvas
     canvas_tokens: int = 0  # canvas length (the longest row)
+    masked_tokens: int = 0  # mask positions decoded, all rows together (repairs not counted)
     batch: int = 0  # canvases run together (length candidates x samples)
 
 
