@@ -1,13 +1,20 @@
-"""Command line of the engine: `python -m engine spans FILE ...` shows what a selection masks.
+"""Command line of the engine.
+
+- `python -m engine spans FILE ...` shows the whole syntax-tree nodes a selection masks.
+- `python -m engine infill FILE ...` rewrites them with a masked-diffusion model and prints the
+  new file (or a unified diff, or JSON); exit status 1 when no candidate is valid code.
+- `python -m engine languages` lists the supported languages.
 
 Lines are 1-based and inclusive; `--range L:C-L:C` columns are 1-based characters as editors
 show them, the end being where the cursor stands after the selection. Errors go to stderr with
-exit status 2.
+exit status 2; Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -31,19 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Map selections (line ranges, column ranges or cursors) of a source file to "
                     "the minimal runs of whole syntax-tree nodes that cover them.",
     )
-    spans.add_argument("file", type=Path, help="source file (UTF-8)")
-    spans.add_argument("--lines", action="append", default=[], metavar="A:B",
-                       help="select lines A to B, 1-based and inclusive ('A' alone: one line); "
-                            "repeat for several selections")
-    spans.add_argument("--range", action="append", default=[], metavar="L:C-L:C",
-                       help="select from line:column to line:column (1-based; the end is the "
-                            "cursor position after the selection); 'L:C' alone is a cursor")
-    spans.add_argument("--mode", choices=MODES, default="node",
-                       help="node: grow the selection to whole nodes (a cursor picks its "
-                            "statement); block: the body of the enclosing compound statement "
-                            "or function (default: %(default)s)")
-    spans.add_argument("--language", choices=supported_languages(),
-                       help="language of the file (default: from its extension)")
+    _add_selection_arguments(spans)
     spans.add_argument("--tokens", action="store_true",
                        help="also show each token of the spans with its node type, depth, "
                             "TreeDiff tier and anchor class")
@@ -53,8 +48,79 @@ def build_parser() -> argparse.ArgumentParser:
     spans.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
                        help="refuse files larger than this (default: %(default)s)")
     spans.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_infill_parser(commands)
     commands.add_parser("languages", help="list the supported languages")
     return parser
+
+
+def _add_selection_arguments(command: argparse.ArgumentParser) -> None:
+    """FILE and the selection: --lines, --range, --mode, --language (spans and infill)."""
+    command.add_argument("file", type=Path, help="source file (UTF-8)")
+    command.add_argument("--lines", action="append", default=[], metavar="A:B",
+                         help="select lines A to B, 1-based and inclusive ('A' alone: one "
+                              "line); repeat for several selections")
+    command.add_argument("--range", action="append", default=[], metavar="L:C-L:C",
+                         help="select from line:column to line:column (1-based; the end is the "
+                              "cursor position after the selection); 'L:C' alone is a cursor")
+    command.add_argument("--mode", choices=MODES, default="node",
+                         help="node: grow the selection to whole nodes (a cursor picks its "
+                              "statement); block: the body of the enclosing compound statement "
+                              "or function (default: %(default)s)")
+    command.add_argument("--language", choices=supported_languages(),
+                         help="language of the file (default: from its extension)")
+
+
+def _add_infill_parser(commands) -> None:
+    infill = commands.add_parser(
+        "infill",
+        help="rewrite the selected code with a masked-diffusion model",
+        description="Mask the whole syntax-tree nodes the selections cover (as `spans` shows "
+                    "them) and infill them jointly with a masked-diffusion model, conditioned "
+                    "on the code around them. Prints the new file of the best candidate "
+                    "(or a unified diff, or JSON).",
+        epilog="Exit status: 0 when the best candidate is valid (it parses and keeps the node "
+               "kinds it replaced); 1 when no candidate is valid (the best one is still printed, "
+               "with a warning on stderr); 2 on bad input (file, selection, options, model, "
+               "device); 130 when interrupted.",
+    )
+    _add_selection_arguments(infill)
+    model = infill.add_argument_group("model")
+    model.add_argument("--model", metavar="PATH",
+                       help="directory of a saved model with its tokenizer (default: the "
+                            "shipped default model)")
+    model.add_argument("--device", default="auto",
+                       help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or "
+                            "cuda:N (default: %(default)s)")
+    sampling = infill.add_argument_group("sampling")
+    sampling.add_argument("--candidates", type=int, default=3, metavar="N",
+                          help="return at most N ranked candidates (--json lists them; "
+                               "default: %(default)s)")
+    sampling.add_argument("--steps", type=int, metavar="S",
+                          help="denoising steps per run (default: half the masked tokens)")
+    sampling.add_argument("--seed", type=int, default=0, metavar="K",
+                          help="random seed; the same seed replays a run exactly "
+                               "(default: %(default)s)")
+    sampling.add_argument("--temperature", type=float, default=0.3, metavar="T",
+                          help="sampling temperature, 0 for greedy (default: %(default)s)")
+    sampling.add_argument("--keep-anchors", action="store_true",
+                          help="keep the spans' keywords and identifiers and regenerate the "
+                               "rest")
+    sampling.add_argument("--no-length-hint", dest="length_hint", action="store_false",
+                          help="do not guess the new code's length from the replaced code's")
+    sampling.add_argument("--context-tokens", type=int, default=1024, metavar="N",
+                          help="canvas budget in tokens, context and masks of all spans "
+                               "together (capped by the model's length; default: %(default)s)")
+    output = infill.add_argument_group("output")
+    formats = output.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true",
+                         help="print one JSON object: the candidates (whole new file, span "
+                              "edits, score, validity), valid, message, steps, timings, model, "
+                              "device")
+    formats.add_argument("--diff", action="store_true",
+                         help="print a unified diff of the best candidate against FILE")
+    output.add_argument("--progress", action="store_true",
+                        help="print each denoising step and the first span's partial text on "
+                             "stderr")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "spans":
             return _spans(args, parser)
+        if args.command == "infill":
+            return _infill(args, parser)
         if args.command == "languages":
             print("\n".join(supported_languages()))
             return 0
@@ -70,18 +138,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"error: cannot read {err.filename}: {err.strerror}", file=sys.stderr)
+        if err.filename is None:
+            print(f"error: {err}", file=sys.stderr)
+        else:
+            print(f"error: cannot read {err.filename}: {err.strerror}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130
     parser.print_help()
     return 1
 
 
-def _spans(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _selection(args: argparse.Namespace, parser: argparse.ArgumentParser,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[SourceDocument, list[tuple[int, int]]]:
+    """The document and the byte ranges its --lines and --range options select."""
     if not args.lines and not args.range:
-        parser.error("spans: give at least one --lines A:B or --range L:C-L:C")
-    doc = SourceDocument.from_path(args.file, args.language, max_bytes=args.max_bytes)
+        parser.error(f"{args.command}: give at least one --lines A:B or --range L:C-L:C")
+    doc = SourceDocument.from_path(args.file, args.language, max_bytes=max_bytes)
     ranges = [_line_range(doc, spec) for spec in args.lines]
     ranges += [_column_range(doc, spec) for spec in args.range]
+    return doc, ranges
+
+
+def _spans(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    doc, ranges = _selection(args, parser, args.max_bytes)
     spans = masked_spans(doc, ranges, args.mode)
     tokens = _span_tokens(doc, spans, args.tokenizer) if args.tokens else None
     if args.json:
@@ -95,6 +176,80 @@ def _spans(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         _print_spans(args.file, doc, spans, tokens)
     return 0
+
+
+def _infill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # torch and the model code load only for this command (spans and languages start fast)
+    from .infill import ByteRange, InfillEngine, InfillOptions, InfillRequest, to_dict
+    from .model.adapter import ModelNotFoundError
+
+    doc, ranges = _selection(args, parser)
+    options = InfillOptions(steps=args.steps, temperature=args.temperature,
+                            candidates=args.candidates, seed=args.seed,
+                            keep_anchors=args.keep_anchors, length_hint=args.length_hint,
+                            context_tokens=args.context_tokens)
+    request = InfillRequest(text=doc.text, language=doc.language,
+                            ranges=[ByteRange(start, end) for start, end in ranges],
+                            mode=args.mode, options=options).check()  # bad options: before loading
+    if args.model is not None and Path(args.model).is_file():  # transformers would unpickle it
+        raise ModelNotFoundError(args.model, f"--model {args.model} is a file; pass the directory "
+                                             "the model was saved to (config.json, "
+                                             "model.safetensors and tokenizer.json)")
+    with _quiet_transformers():
+        engine = InfillEngine.load(args.model, device=args.device)
+    result = engine.infill(request, progress=_print_progress if args.progress else None)
+    best = result.best
+    if args.json:
+        print(json.dumps(to_dict(result), ensure_ascii=False, indent=2))
+    elif best is not None and args.diff:
+        sys.stdout.write(_unified_diff(args.file, doc.text, best.text))
+    elif best is not None:
+        sys.stdout.write(best.text)
+    if result.valid:
+        return 0
+    print(f"warning: {result.message}", file=sys.stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No "Loading weights" progress bar from transformers on stderr while a model loads."""
+    from transformers.utils import logging
+
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
+
+
+def _print_progress(event) -> None:
+    """One line per denoising step on stderr: the step and the first span's partial text."""
+    text = repr(event.spans[0] if event.spans else "")[1:-1]  # newlines etc. escaped: one line
+    if len(text) > 60:
+        text = text[:59] + "\u2026"
+    phase = "" if event.phase == "denoise" else f" ({event.phase})"
+    print(f"step {event.step}/{event.total}{phase}: {text}", file=sys.stderr, flush=True)
+
+
+def _unified_diff(path: Path, old: str, new: str) -> str:
+    """A unified diff with a/FILE and b/FILE headers; a last line without a newline is marked
+    as git and patch expect."""
+    name = path.as_posix().lstrip("/")
+    out = []
+    for line in difflib.unified_diff(_lines(old), _lines(new), f"a/{name}", f"b/{name}"):
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their newline, split at "\\n" only (str.splitlines also splits at form
+    feeds and other separators a generated span may hold)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def _parse_int(text: str, what: str) -> int:

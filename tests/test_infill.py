@@ -425,3 +425,10 @@ def test_a_transformers_masked_lm_through_the_engine(tmp_path, tokenizer):
     result = loaded.infill(request(steps=3, repair_rounds=0))
     assert result.candidates and result.timings.canvas_tokens <= 256
     assert result.timings.full_passes == result.timings.forward_passes == result.steps
+
+
+def test_a_model_file_instead_of_its_directory(tmp_path, tokenizer):
+    em.save_model_and_tokenizer(tiny_model(len(tokenizer)), tokenizer, tmp_path / "m")
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        with pytest.raises(ModelNotFoundError, match="is a file"):
+            InfillEngine.load(tmp_path / "m" / name, device="cpu")

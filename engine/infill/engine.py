@@ -51,6 +51,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailableError(f"device {name!r} was asked for but this machine has no "
                                      "CUDA GPU visible to torch; use --device cpu or auto")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise DeviceUnavailableError(f"device {name!r} does not exist: torch sees "
+                                     f"{torch.cuda.device_count()} GPU(s), cuda:0 and up")
     if resolved.type not in ("cpu", "cuda"):
         raise DeviceUnavailableError(f"device {name!r} is not supported; use auto, cpu or cuda")
     return resolved

@@ -78,6 +78,9 @@ class Denoiser(Protocol):
 def _config_dict(name: str) -> tuple[str, dict]:
     """The local path (or cached hub id) and raw config.json of `name`; never downloads."""
     path = Path(name).expanduser()
+    if path.is_file():
+        raise ModelNotFoundError(name, f"{name!r} is a file; pass the directory the model was "
+                                       "saved to (the one holding config.json)")
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(name, f"{name!r} is a directory without config.json; pass "

@@ -324,13 +324,31 @@ class AnchoredDiffusionModel(PreTrainedModel):
             return hidden, self._subs_head(gather_positions(hidden, keep), "anchor_norm",
                                            "anchor_head", gather_positions(input_ids, keep),
                                            gather_positions(masked, keep))
+        if keep is not None:  # inference: the heads only where they are needed
+            feed = self._anchor_feed_sparse(hidden, input_ids, masked)
+            anchor_logits = self._subs_head(gather_positions(hidden, keep), "anchor_norm",
+                                            "anchor_head", gather_positions(input_ids, keep),
+                                            gather_positions(masked, keep))
+            return self.embed_tokens(input_ids) + feed, anchor_logits
         anchor_logits = self._subs_head(hidden, "anchor_norm", "anchor_head", input_ids, masked)
         if self.config.anchor_feed == "logits":  # ADLM: the denoiser reads the anchor's beliefs
             probs = torch.softmax(anchor_logits.float(), dim=-1).to(hidden.dtype)
             hidden = self.embed_tokens(input_ids) + self.anchor_to_hidden(probs)
-        if keep is not None:
-            anchor_logits = gather_positions(anchor_logits, keep)
         return hidden, anchor_logits
+
+    def _anchor_feed_sparse(self, hidden: torch.Tensor, input_ids: torch.Tensor,
+                            masked: torch.Tensor) -> torch.Tensor:
+        """anchor_to_hidden(softmax(anchor logits)) [B, T, H] with the anchor head run on the
+        masked positions only: under the SUBS rules a visible position's distribution is exactly
+        one-hot on its token, so its feed is that token's column of anchor_to_hidden."""
+        weight = self.anchor_to_hidden.weight  # [H, V]
+        feed = F.embedding(input_ids, weight.t())  # [B, T, H]
+        if bool(masked.any()):
+            logits = self._head(self.anchor_norm(hidden[masked]), "anchor_head")  # [N, V]
+            logits[:, self.config.mask_token_id] = float("-inf")
+            probs = torch.softmax(logits.float(), dim=-1).to(hidden.dtype)
+            feed = feed.index_put((masked,), self.anchor_to_hidden(probs))
+        return feed
 
     def _subs_head(self, hidden, norm_name, head_name, input_ids, masked):
         """hidden [B, T, H] -> logits [B, T, V] through a final norm and head, SUBS rules."""
