@@ -43,7 +43,7 @@ class InfillOptions:
     anchored: bool = True  # keywords / identifiers (and shallow positions) before the rest
     threshold: float = 0.9  # parallel decoding: unmask every position above this probability
     remask: float = 0.0  # ReMDM-style: share of newly decoded tokens remasked per step (0: off)
-    cache_refresh: int = 8  # steps between full passes that refresh the context's keys/values
+    cache_refresh: int = 16  # steps between full passes that refresh the context's keys/values
     use_cache: bool = True  # False: a full forward every step (for comparison)
     repair_rounds: int = 2  # parse-guided repair rounds after decoding (0: off)
     context_tokens: int = 1024  # canvas budget: context + masked tokens, all spans together

@@ -30,6 +30,7 @@ from .vocab import OTHER
 
 ANCHOR_BOOST = 1.0  # a predicted keyword / identifier's priority is (1 + boost) times its own
 ANCHOR_DEPTH_DECAY = 0.9  # AnchorTree's decay per level of bracket nesting
+TOP_K = 64  # sampling looks at this many most likely tokens per position
 REMASK_UNTIL = 0.75  # remasking only in this first share of the steps, so decoding converges
 
 
@@ -66,6 +67,8 @@ class DiffusionSampler:
         self.on_step = on_step
         self.cancelled = cancelled
         self.cached = options.use_cache and hasattr(model, "denoise_step")
+        self._cache = None  # kept across runs: a repair round continues on the same cache
+        self._since_refresh = 0  # steps since the cache was last built by a full pass
 
     def run(self, state: SamplerState, steps: int) -> None:
         """Denoise until no position of `state.masked` is left, in about `steps` steps."""
@@ -73,7 +76,6 @@ class DiffusionSampler:
         if active.shape[1] == 0:
             return
         slot_start = _slot_starts(state.editable, active)
-        cache = None
         step = 0
         hard_cap = 4 * steps + int(state.masked.sum()) + 1
         while bool(state.masked.any()):
@@ -81,11 +83,16 @@ class DiffusionSampler:
                 raise InfillCancelled("infill cancelled")
             if step >= hard_cap:  # cannot happen without remasking; a guard, not a schedule
                 break
-            refresh = cache is None or step % self.options.cache_refresh == 0
+            cache = self._cache
+            refresh = cache is None or self._since_refresh >= self.options.cache_refresh
             if cache is None and self.cached:
                 cache = self._shared_context(state, active)
                 refresh = cache is None
-            logits, anchor_logits, cache = self._predict(state, active, None if refresh else cache)
+            if refresh:
+                self._since_refresh = 0
+            logits, anchor_logits, self._cache = self._predict(state, active,
+                                                               None if refresh else cache)
+            self._since_refresh += 1
             state.forward_passes += 1
             state.full_passes += int(refresh or not self.cached)
             self._update(state, active, valid, slot_start, logits, anchor_logits,
@@ -141,20 +148,26 @@ class DiffusionSampler:
                 slot_start: torch.Tensor, logits: torch.Tensor, anchor_logits: torch.Tensor | None,
                 steps_left: int, remask: bool) -> None:
         options = self.options
-        logits = logits.float()
         masked = state.masked.gather(1, active) & valid  # [B, A]
-        probs = torch.softmax(logits, dim=-1)  # [B, A, V]
-        drawn = self._draw(logits)  # [B, A]
-        p_drawn = probs.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
-        priority = self._confidence(probs, p_drawn)
+        # Only still-masked positions are drawn and ranked: [N, V] instead of [B, A, V].
+        picked = logits[masked].float()  # [N, V]
+        probs = torch.softmax(picked, dim=-1)
+        drawn_m = self._draw(picked)  # [N]
+        p_drawn_m = probs.gather(-1, drawn_m.unsqueeze(-1)).squeeze(-1)
+        priority_m = self._confidence(probs, p_drawn_m)
         if options.anchored and self.anchor_classes is not None:
-            predicted = drawn if anchor_logits is None else anchor_logits.argmax(-1)
+            predicted = drawn_m if anchor_logits is None else anchor_logits[masked].argmax(-1)
             is_anchor = self.anchor_classes[predicted] != OTHER
-            priority = priority * (1.0 + ANCHOR_BOOST * is_anchor)
+            priority_m = priority_m * (1.0 + ANCHOR_BOOST * is_anchor)
             if self.bracket_delta is not None:
-                nesting = _nesting(state, active, slot_start, self.bracket_delta)
-                priority = priority * ANCHOR_DEPTH_DECAY ** nesting
-        priority = priority.masked_fill(~masked, -math.inf)
+                nesting = _nesting(state, active, slot_start, self.bracket_delta)[masked]
+                priority_m = priority_m * ANCHOR_DEPTH_DECAY ** nesting
+        drawn = torch.zeros(masked.shape, dtype=torch.long, device=masked.device)
+        drawn[masked] = drawn_m
+        p_drawn = torch.zeros(masked.shape, dtype=torch.float32, device=masked.device)
+        p_drawn[masked] = p_drawn_m
+        priority = torch.full(masked.shape, -math.inf, device=masked.device)
+        priority[masked] = priority_m.float()
 
         count = masked.sum(-1)  # [B]
         quota = torch.ceil(count / steps_left).long()
@@ -171,19 +184,19 @@ class DiffusionSampler:
             self._remask(state, active, valid, chosen)
 
     def _draw(self, logits: torch.Tensor) -> torch.Tensor:
-        """A token per position [B, A] from logits [B, A, V] at the options' temperature, top-p."""
+        """A token per row [N] from logits [N, V] at the options' temperature; top-p is taken
+        within the TOP_K most likely tokens (sorting the whole vocabulary every step costs more
+        than a cached model step)."""
         temperature, top_p = self.options.temperature, self.options.top_p
-        if temperature <= 0:
+        if temperature <= 0 or logits.shape[0] == 0:
             return logits.argmax(-1)
-        probs = torch.softmax(logits / temperature, dim=-1)
+        top, order = logits.topk(min(TOP_K, logits.shape[-1]), dim=-1)  # sorted, descending
+        probs = torch.softmax(top / temperature, dim=-1)
         if top_p < 1.0:
-            sorted_probs, order = probs.sort(dim=-1, descending=True)
-            keep = sorted_probs.cumsum(-1) - sorted_probs < top_p  # the top token always stays
-            sorted_probs = sorted_probs * keep
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-        flat = probs.reshape(-1, probs.shape[-1])
-        drawn = torch.multinomial(flat, 1, generator=self.generator).squeeze(-1)
-        return drawn.view(probs.shape[:-1])
+            keep = probs.cumsum(-1) - probs < top_p  # the top token always stays
+            probs = probs * keep
+        choice = torch.multinomial(probs, 1, generator=self.generator)  # [N, 1]
+        return order.gather(-1, choice).squeeze(-1)
 
     def _confidence(self, probs: torch.Tensor, p_drawn: torch.Tensor) -> torch.Tensor:
         order = self.options.order
