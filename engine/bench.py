@@ -157,8 +157,9 @@ def _statement_at(doc: SourceDocument, cursor: int, engine: InfillEngine, budget
 
 # -- one span, both ways -----------------------------------------------------------------------
 
-def run_engine(engine: InfillEngine, text: str, cursor: int) -> dict:
-    options = InfillOptions(length_hint=False, candidates=1)
+def run_engine(engine: InfillEngine, text: str, cursor: int,
+               overrides: dict | None = None) -> dict:
+    options = InfillOptions(**{"length_hint": False, "candidates": 1, **(overrides or {})})
     request = InfillRequest(text=text, language=LANGUAGE, ranges=[ByteRange(cursor, cursor)],
                             mode="node", options=options)
     began = time.perf_counter()
@@ -208,16 +209,18 @@ def parameter_count(model) -> int:
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
 
 
-def benchmark(engine: InfillEngine, spans: list[BenchSpan], *, progress: bool = True) -> dict:
-    """Run every span through the engine and the naive sampler; the figures as a dict."""
+def benchmark(engine: InfillEngine, spans: list[BenchSpan], *, progress: bool = True,
+              overrides: dict | None = None) -> dict:
+    """Run every span through the engine (its options changed by `overrides`) and the naive
+    sampler; the figures as a dict."""
     budget = min(InfillOptions().context_tokens, engine.max_tokens or 10 ** 9)
     texts = {s.path: Path(s.path).read_text(encoding="utf-8") for s in spans}
     warm = spans[0]
-    run_engine(engine, texts[warm.path], warm.cursor)  # warm-up, not counted
+    run_engine(engine, texts[warm.path], warm.cursor, overrides)  # warm-up, not counted
     run_naive(engine, texts[warm.path], warm.cursor, budget)
     engine_runs, naive_runs = [], []
     for i, span in enumerate(spans):
-        engine_runs.append(run_engine(engine, texts[span.path], span.cursor))
+        engine_runs.append(run_engine(engine, texts[span.path], span.cursor, overrides))
         naive_runs.append(run_naive(engine, texts[span.path], span.cursor, budget))
         if progress:
             print(f"bench: {i + 1}/{len(spans)} engine {engine_runs[-1]['seconds'] * 1000:.0f} ms"
@@ -251,7 +254,8 @@ def benchmark(engine: InfillEngine, spans: list[BenchSpan], *, progress: bool = 
         "mask_tokens_mean": round(float(np.mean([r["mask_tokens"] for r in naive_runs])), 1),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"{platform.system()} {platform.release()}",
-        "options": {"engine": "InfillOptions() with length_hint=False, candidates=1",
+        "options": {"engine": "InfillOptions() with length_hint=False, candidates=1"
+                             + "".join(f", {k}={v!r}" for k, v in (overrides or {}).items()),
                     "naive": "1 length candidate, greedy, 1 token per full forward, no repair"},
     }
 
@@ -271,6 +275,30 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """`--set` values as InfillOptions fields, typed like the defaults; checked by InfillOptions."""
+    defaults = InfillOptions()
+    out: dict = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not hasattr(defaults, name):
+            raise ValueError(f"--set {item!r}: expected OPTION=VALUE with an InfillOptions field")
+        default = getattr(defaults, name)
+        try:
+            if isinstance(default, bool):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                out[name] = value.lower() in ("true", "1")
+            elif isinstance(default, (int, float, str)):
+                out[name] = type(default)(value)
+            else:
+                out[name] = json.loads(value)
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {value!r} is not a valid {name}") from None
+    InfillOptions(**out).check()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.bench",
                                      description=__doc__.split("\n\n")[0])
@@ -284,8 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-file-tokens", type=int, default=MIN_FILE_TOKENS,
                         help=f"only files at least this many tokens long (default "
                              f"{MIN_FILE_TOKENS})")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="change one of the engine's InfillOptions (e.g. repair_rounds=0, "
+                             "length_candidates=1), to see what each part costs; repeatable")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.set)
+    except ValueError as err:
+        parser.error(str(err))
     if args.spans < 1:
         parser.error("--spans must be at least 1")
     if args.threads is not None:
@@ -309,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if len(spans) < args.spans:
             print(f"bench: only {len(spans)} spans found", file=sys.stderr)
-        report = benchmark(engine, spans)
+        report = benchmark(engine, spans, overrides=overrides)
     except AstdiffuseError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

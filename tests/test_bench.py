@@ -138,3 +138,16 @@ def test_python_dash_m_engine_bench_runs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "engine.bench", "--model", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--model DIR" in done.stderr
+
+
+def test_set_overrides_are_typed_and_checked():
+    from engine.bench import parse_overrides
+    from engine.infill import InvalidRequestError
+
+    assert parse_overrides(["repair_rounds=0", "use_cache=false", "threshold=0.8"]) == {
+        "repair_rounds": 0, "use_cache": False, "threshold": 0.8}
+    assert parse_overrides(["steps=4"]) == {"steps": 4}
+    with pytest.raises(ValueError, match="InfillOptions field"):
+        parse_overrides(["nonsense=1"])
+    with pytest.raises(InvalidRequestError):
+        parse_overrides(["threshold=3"])
