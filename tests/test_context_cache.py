@@ -270,3 +270,21 @@ def test_share_context_refuses_a_batch_cache():
     _, _, cache = model.denoise_step(ids, active, attention_mask=mask)
     with pytest.raises(ValueError, match="one-row cache"):
         model.share_context(cache, context[0], context, attention_mask=mask)
+
+
+@pytest.mark.parametrize("overrides", LAYOUTS, ids=LAYOUT_IDS)
+def test_want_packs_the_heads_to_the_wanted_entries(overrides):
+    model = tiny_model(**overrides)
+    ids, active = infill_batch()
+    want = ids.gather(1, active) == MASK
+    want[0, :3] = False
+    full, full_anchor, cache = model.denoise_step(ids, active)
+    packed, packed_anchor, _ = model.denoise_step(ids, active, want=want)
+    torch.testing.assert_close(packed, full[want], atol=1e-5, rtol=1e-5)
+    cached, cached_anchor, _ = model.denoise_step(ids, active, cache=cache, want=want)
+    torch.testing.assert_close(cached, full[want], atol=1e-5, rtol=1e-5)
+    if full_anchor is not None:
+        torch.testing.assert_close(packed_anchor, full_anchor[want], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(cached_anchor, full_anchor[want], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="want"):
+        model.denoise_step(ids, active, want=want[:, :2])

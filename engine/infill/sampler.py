@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 
 from ..errors import AstdiffuseError
+from ..model.modeling import gather_positions
 from .request import InfillOptions
 from .vocab import OTHER
 
@@ -90,12 +91,13 @@ class DiffusionSampler:
                 refresh = cache is None
             if refresh:
                 self._since_refresh = 0
-            logits, anchor_logits, self._cache = self._predict(state, active,
+            want = state.masked.gather(1, active) & valid
+            logits, anchor_logits, self._cache = self._predict(state, active, want,
                                                                None if refresh else cache)
             self._since_refresh += 1
             state.forward_passes += 1
             state.full_passes += int(refresh or not self.cached)
-            self._update(state, active, valid, slot_start, logits, anchor_logits,
+            self._update(state, active, valid, want, slot_start, logits, anchor_logits,
                          steps_left=max(1, steps - step), remask=step < REMASK_UNTIL * steps)
             step += 1
             state.steps += 1
@@ -105,9 +107,9 @@ class DiffusionSampler:
 
     def _shared_context(self, state: SamplerState, active: torch.Tensor):
         """The first cache of a batch whose rows hold the same context (length candidates,
-        samples) and nothing decoded yet: one full pass over the first row, its context keys and values moved to each
-        row's positions (`share_context`), instead of a full pass over every row. None when the
-        rows differ or the model cannot share."""
+        samples) and nothing decoded yet: one full pass over the first row, its context keys
+        and values moved to each row's positions (`share_context`), instead of a full pass over
+        every row. None when the rows differ or the model cannot share."""
         if state.ids.shape[0] == 1 or not hasattr(self.model, "share_context"):
             return None
         identical = bool((state.ids == state.ids[:1]).all())
@@ -128,35 +130,36 @@ class DiffusionSampler:
         return self.model.share_context(first, positions[0], positions,
                                         attention_mask=state.attention_mask)
 
-    def _predict(self, state: SamplerState, active: torch.Tensor, cache):
-        """Denoiser logits and anchor logits (or None) at `active` [B, A] -> [B, A, V]."""
+    def _predict(self, state: SamplerState, active: torch.Tensor, want: torch.Tensor, cache):
+        """Denoiser logits and anchor logits (or None) at the `want` [B, A] entries of `active`
+        [B, A], packed [N, V], and the cache."""
         if self.cached:
             return self.model.denoise_step(state.ids, active, attention_mask=state.attention_mask,
-                                           cache=cache)
+                                           cache=cache, want=want)
         logits = self.model.logits(state.ids, attention_mask=state.attention_mask)
         anchor = None
         if self.options.anchored and getattr(self.model, "has_anchor", False):
             anchor = self.model.anchor_logits(state.ids, attention_mask=state.attention_mask)
-        index = active.unsqueeze(-1)
-        logits = logits.gather(1, index.expand(-1, -1, logits.shape[-1]))
+        logits = gather_positions(logits, active, want)
         if anchor is not None:
-            anchor = anchor.gather(1, index.expand(-1, -1, anchor.shape[-1]))
+            anchor = gather_positions(anchor, active, want)
         return logits, anchor, None
 
     @torch.no_grad()
     def _update(self, state: SamplerState, active: torch.Tensor, valid: torch.Tensor,
-                slot_start: torch.Tensor, logits: torch.Tensor, anchor_logits: torch.Tensor | None,
-                steps_left: int, remask: bool) -> None:
+                masked: torch.Tensor, slot_start: torch.Tensor, logits: torch.Tensor,
+                anchor_logits: torch.Tensor | None, steps_left: int, remask: bool) -> None:
+        """One step's decisions. masked [B, A]: the entries still masked; logits and
+        anchor_logits [N, V]: the model's predictions there (N = masked.sum())."""
         options = self.options
-        masked = state.masked.gather(1, active) & valid  # [B, A]
         # Only still-masked positions are drawn and ranked: [N, V] instead of [B, A, V].
-        picked = logits[masked].float()  # [N, V]
+        picked = logits.float()  # [N, V]
         probs = torch.softmax(picked, dim=-1)
         drawn_m = self._draw(picked)  # [N]
         p_drawn_m = probs.gather(-1, drawn_m.unsqueeze(-1)).squeeze(-1)
         priority_m = self._confidence(probs, p_drawn_m)
         if options.anchored and self.anchor_classes is not None:
-            predicted = drawn_m if anchor_logits is None else anchor_logits[masked].argmax(-1)
+            predicted = drawn_m if anchor_logits is None else anchor_logits.argmax(-1)
             is_anchor = self.anchor_classes[predicted] != OTHER
             priority_m = priority_m * (1.0 + ANCHOR_BOOST * is_anchor)
             if self.bracket_delta is not None:

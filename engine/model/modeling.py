@@ -69,10 +69,13 @@ def rotate_by(x: torch.Tensor, shift: torch.Tensor, head_size: int, theta: float
     return apply_rotary(x.float(), angles.cos(), angles.sin()).to(x.dtype)
 
 
-def gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Rows of x [B, L, ...] at positions [B, A] -> [B, A, ...]."""
+def gather_positions(x: torch.Tensor, positions: torch.Tensor,
+                     want: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows of x [B, L, ...] at positions [B, A] -> [B, A, ...]; with want [B, A] bool, only
+    those entries, packed -> [N, ...] (N = want.sum(), row-major order)."""
     index = positions.view(*positions.shape, *(1,) * (x.dim() - 2))
-    return x.gather(1, index.expand(*positions.shape, *x.shape[2:]))
+    out = x.gather(1, index.expand(*positions.shape, *x.shape[2:]))
+    return out if want is None else out[want]
 
 
 class AnchoredDiffusionRMSNorm(nn.Module):
@@ -307,12 +310,13 @@ class AnchoredDiffusionModel(PreTrainedModel):
         return hidden
 
     def _anchor_stage(self, input_ids, masked, cos, sin, key_mask, cache=None, positions=None,
-                      keep=None):
+                      keep=None, want=None):
         """The anchor network: hidden states [B, T, H] for the denoiser and the anchor logits
         [B, T, V] (SUBS rules applied), or the embeddings and None without an anchor.
 
         input_ids, masked [B, T]; `cache` and `positions` as in `AnchoredDiffusionAttention`;
-        keep [B, A]: return the anchor logits at these positions only, [B, A, V].
+        keep [B, A]: return the anchor logits at these positions only, [B, A, V]; want [B, A]
+        bool: only at those of them, packed [N, V].
         """
         hidden = self.embed_tokens(input_ids)
         if not self.config.use_anchor:
@@ -321,14 +325,14 @@ class AnchoredDiffusionModel(PreTrainedModel):
                                   positions)
         if keep is not None and self.config.anchor_feed == "hidden":
             # The denoiser reads the hidden states, so the head runs on the kept positions only.
-            return hidden, self._subs_head(gather_positions(hidden, keep), "anchor_norm",
-                                           "anchor_head", gather_positions(input_ids, keep),
-                                           gather_positions(masked, keep))
+            return hidden, self._subs_head(gather_positions(hidden, keep, want), "anchor_norm",
+                                           "anchor_head", gather_positions(input_ids, keep, want),
+                                           gather_positions(masked, keep, want))
         if keep is not None:  # inference: the heads only where they are needed
             feed = self._anchor_feed_sparse(hidden, input_ids, masked)
-            anchor_logits = self._subs_head(gather_positions(hidden, keep), "anchor_norm",
-                                            "anchor_head", gather_positions(input_ids, keep),
-                                            gather_positions(masked, keep))
+            anchor_logits = self._subs_head(gather_positions(hidden, keep, want), "anchor_norm",
+                                            "anchor_head", gather_positions(input_ids, keep, want),
+                                            gather_positions(masked, keep, want))
             return self.embed_tokens(input_ids) + feed, anchor_logits
         anchor_logits = self._subs_head(hidden, "anchor_norm", "anchor_head", input_ids, masked)
         if self.config.anchor_feed == "logits":  # ADLM: the denoiser reads the anchor's beliefs
@@ -356,16 +360,17 @@ class AnchoredDiffusionModel(PreTrainedModel):
         return apply_subs_parameterization(logits, input_ids, masked, self.config.mask_token_id)
 
     def _denoise(self, input_ids, masked, cos, sin, key_mask, cache=None, positions=None,
-                 keep=None):
+                 keep=None, want=None):
         """Anchor network, denoiser and heads: (logits, anchor_logits or None), each [B, T, V],
         or [B, A, V] at the positions `keep` [B, A]; the rest as in `_anchor_stage`."""
         hidden, anchor_logits = self._anchor_stage(input_ids, masked, cos, sin, key_mask, cache,
-                                                   positions, keep)
+                                                   positions, keep, want)
         hidden = self._run_blocks(self.denoiser_layers, len(self.anchor_layers), hidden, cos,
                                   sin, key_mask, cache, positions)
         if keep is not None:  # the vocabulary projection only where logits are wanted
-            hidden = gather_positions(hidden, keep)
-            input_ids, masked = gather_positions(input_ids, keep), gather_positions(masked, keep)
+            hidden = gather_positions(hidden, keep, want)
+            input_ids = gather_positions(input_ids, keep, want)
+            masked = gather_positions(masked, keep, want)
         return self._subs_head(hidden, "norm", "lm_head", input_ids, masked), anchor_logits
 
     def forward(
@@ -424,7 +429,7 @@ class AnchoredDiffusionModel(PreTrainedModel):
     @torch.no_grad()
     def denoise_step(self, input_ids: torch.Tensor, active: torch.Tensor,
                      attention_mask: torch.Tensor | None = None,
-                     cache: ContextCache | None = None,
+                     cache: ContextCache | None = None, want: torch.Tensor | None = None,
                      ) -> tuple[torch.Tensor, torch.Tensor | None, ContextCache]:
         """One sampler step that recomputes only the `active` positions (the infill spans) and
         reads the keys and values of all others from `cache` (see `ContextCache`).
@@ -432,7 +437,8 @@ class AnchoredDiffusionModel(PreTrainedModel):
         input_ids [B, L]: the current tokens, the mask token where still to predict (masked
         positions are exactly those); active [B, A] long: the positions whose logits are wanted
         and whose states are recomputed (a row with fewer may repeat one of them); attention_mask
-        [B, L]: 1 for real tokens, 0 for padding.
+        [B, L]: 1 for real tokens, 0 for padding; want [B, A] bool: compute the output heads
+        only at these active entries (the still-masked ones) and return them packed, [N, V].
 
         cache None: a full pass over all L positions, the same numbers as `logits` and
         `anchor_logits`, that builds a new cache. A cache: only the A active positions run
@@ -441,22 +447,26 @@ class AnchoredDiffusionModel(PreTrainedModel):
         must hold the tokens the cache was built from; the result is approximate (stale context)
         until a full pass refreshes the cache.
 
-        Returns (logits [B, A, V], anchor_logits [B, A, V] or None without an anchor, both with
-        the SUBS rules applied, and the cache).
+        Returns (logits [B, A, V] (or [N, V] with `want`), anchor_logits likewise or None
+        without an anchor, both with the SUBS rules applied, and the cache).
         """
         active = self._check_active(input_ids, active)
+        if want is not None and want.shape != active.shape:
+            raise ValueError(f"want must have active's shape {tuple(active.shape)}, not "
+                             f"{tuple(want.shape)}")
         masked, cos, sin, key_mask = self._prepare(input_ids, attention_mask, None)
         if cache is None:
             cache = self._new_cache(input_ids.shape[0], input_ids.shape[1], key_mask)
             logits, anchor_logits = self._denoise(input_ids, masked, cos, sin, key_mask, cache,
-                                                  keep=active)
+                                                  keep=active, want=want)
             return logits, anchor_logits, cache
         self._check_cache(cache, input_ids, attention_mask is not None, key_mask)
         # Each active token keeps its true rotary position: cos, sin [B, 1, A, D].
         cos, sin = cos[active].unsqueeze(1), sin[active].unsqueeze(1)
+        keep = torch.arange(active.shape[1], device=active.device).expand_as(active)
         logits, anchor_logits = self._denoise(
             gather_positions(input_ids, active), gather_positions(masked, active), cos, sin,
-            cache.key_mask, cache, positions=active)
+            cache.key_mask, cache, positions=active, keep=keep, want=want)
         return logits, anchor_logits, cache
 
     @torch.no_grad()
