@@ -267,7 +267,9 @@ def _load_tokenizer(source):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+        # Never the model's own code: a config with auto_map would make transformers ask.
+        return AutoTokenizer.from_pretrained(str(source), local_files_only=True,
+                                             trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"no tokenizer beside the model at {source}: {err}") from err
 
