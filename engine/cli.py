@@ -88,6 +88,12 @@ def _add_infill_parser(commands) -> None:
     model.add_argument("--model", metavar="PATH",
                        help="directory of a saved model with its tokenizer (default: the "
                             "shipped default model)")
+    model.add_argument("--family", choices=("anchored", "dream", "llada", "masked-lm"),
+                       help="the model's layout, when detecting it from config.json fails or "
+                            "guesses wrong (dream: Dream, Dream-Coder, DiffuCoder)")
+    model.add_argument("--trust-remote-code", action="store_true",
+                       help="allow a model of another layout to run the Python code in its "
+                            "directory (never needed for the families above)")
     model.add_argument("--device", default="auto",
                        help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or "
                             "cuda:N (default: %(default)s)")
@@ -100,8 +106,12 @@ def _add_infill_parser(commands) -> None:
     sampling.add_argument("--seed", type=int, default=0, metavar="K",
                           help="random seed; the same seed replays a run exactly "
                                "(default: %(default)s)")
-    sampling.add_argument("--temperature", type=float, default=0.3, metavar="T",
-                          help="sampling temperature, 0 for greedy (default: %(default)s)")
+    sampling.add_argument("--temperature", type=float, default=None, metavar="T",
+                          help="sampling temperature, 0 for greedy (default: the model "
+                               "family's, else 0.3)")
+    sampling.add_argument("--order", choices=("confidence", "margin", "entropy"), default=None,
+                          help="which masked positions go first (default: the model family's, "
+                               "else confidence)")
     sampling.add_argument("--keep-anchors", action="store_true",
                           help="keep the spans' keywords and identifiers and regenerate the "
                                "rest")
@@ -184,19 +194,23 @@ def _infill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .model.adapter import ModelNotFoundError
 
     doc, ranges = _selection(args, parser)
-    options = InfillOptions(steps=args.steps, temperature=args.temperature,
-                            candidates=args.candidates, seed=args.seed,
-                            keep_anchors=args.keep_anchors, length_hint=args.length_hint,
-                            context_tokens=args.context_tokens)
+    chosen = dict(steps=args.steps, candidates=args.candidates, seed=args.seed,
+                  keep_anchors=args.keep_anchors, length_hint=args.length_hint,
+                  context_tokens=args.context_tokens)
+    chosen.update({name: getattr(args, name) for name in ("temperature", "order")
+                   if getattr(args, name) is not None})  # else the model family's defaults
     request = InfillRequest(text=doc.text, language=doc.language,
                             ranges=[ByteRange(start, end) for start, end in ranges],
-                            mode=args.mode, options=options).check()  # bad options: before loading
+                            mode=args.mode, options=InfillOptions(**chosen))
+    request.check()  # bad options: before loading
     if args.model is not None and Path(args.model).is_file():  # transformers would unpickle it
         raise ModelNotFoundError(args.model, f"--model {args.model} is a file; pass the directory "
                                              "the model was saved to (config.json, "
                                              "model.safetensors and tokenizer.json)")
     with _quiet_transformers():
-        engine = InfillEngine.load(args.model, device=args.device)
+        engine = InfillEngine.load(args.model, device=args.device, family=args.family,
+                                   trust_remote_code=args.trust_remote_code)
+    request.options = engine.default_options(**chosen)
     result = engine.infill(request, progress=_print_progress if args.progress else None)
     best = result.best
     if args.json:

@@ -221,10 +221,12 @@ def test_usage(capsys):
 
 def test_option_defaults_are_the_engines():
     args = build_parser().parse_args(["infill", str(SAMPLE)])
-    ours = {name: getattr(args, name) for name in ("steps", "temperature", "candidates", "seed",
+    ours = {name: getattr(args, name) for name in ("steps", "candidates", "seed",
                                                    "keep_anchors", "length_hint",
                                                    "context_tokens")}
     assert ours == {name: getattr(InfillOptions(), name) for name in ours}
+    # left to the model family's defaults, else InfillOptions'
+    assert args.temperature is None and args.order is None
 
 
 def test_subprocess(model_dir):

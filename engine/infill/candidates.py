@@ -35,12 +35,19 @@ class DecodedRow:
 
 def decode_row(canvas: Canvas, ids: torch.Tensor, row: int, tokenizer: InfillTokenizer
                ) -> DecodedRow:
-    """Span texts of `row` of `ids` [B, L] (CPU): pad / end tokens (and stray masks) dropped."""
-    drop = set(tokenizer.end_ids) | {tokenizer.mask_id}
+    """Span texts of `row` of `ids` [B, L] (CPU). A span ends at its first end token (pad or
+    end-of-text: models pad the tail of a span with them, and Dream-style models may write
+    anything after); stray masks (a capped run) are dropped."""
+    ends_at = set(tokenizer.end_ids)
     values = ids[row].tolist()
     texts, positions, ends = [], [], []
     for start, length in canvas.slots[row]:
-        kept = [p for p in range(start, start + length) if values[p] not in drop]
+        kept = []
+        for p in range(start, start + length):
+            if values[p] in ends_at:
+                break
+            if values[p] != tokenizer.mask_id:
+                kept.append(p)
         tokens = [values[p] for p in kept]
         texts.append(tokenizer.decode(tokens))
         # byte end of each token: decode prefixes (spans are short; exact for multi-byte chars)

@@ -18,7 +18,7 @@ from ..model.adapter import ModelLoadError, ModelNotFoundError, load_denoiser
 from ..syntax import SourceDocument, masked_spans
 from .candidates import DecodedRow, decode_row, judge, repair_positions, span_edits
 from .canvas import build_canvas
-from .request import Candidate, InfillRequest, InfillResult, Timings
+from .request import Candidate, InfillOptions, InfillRequest, InfillResult, Timings
 from .sampler import DiffusionSampler, SamplerState
 from .vocab import OTHER, InfillTokenizer
 
@@ -105,9 +105,13 @@ class InfillEngine:
 
     @classmethod
     def load(cls, model: str | Path | None = None, *, device: str = "auto",
-             dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> "InfillEngine":
-        """Load a saved model directory (ours or a transformers masked LM, offline only), or the
-        shipped default model when `model` is None."""
+             dtype: torch.dtype | None = None, trust_remote_code: bool = False,
+             family: str | None = None, device_map: str | dict | None = None
+             ) -> "InfillEngine":
+        """Load a saved model directory, or a hub id already in the local cache (offline only),
+        or the shipped default model when `model` is None: our anchored model, a Dream /
+        DiffuCoder / LLaDA checkpoint (native classes, `family` overrides the detection), or a
+        transformers masked LM (see `engine.model.load_denoiser`)."""
         target = resolve_device(device)
         dtype = dtype or default_dtype(target)
         if model is None:
@@ -118,11 +122,26 @@ class InfillEngine:
                                "training.finetune`")
             model = DEFAULT_MODEL_DIR
         denoiser = load_denoiser(model, device=target, dtype=dtype,
-                                 trust_remote_code=trust_remote_code)
+                                 trust_remote_code=trust_remote_code, family=family,
+                                 device_map=device_map)
         tokenizer = _load_tokenizer(Path(model) if Path(str(model)).is_dir() else model)
+        # The model knows its mask id (config.json) when its tokenizer does not name one.
         mask = getattr(tokenizer, "mask_token_id", None)
-        return cls(denoiser, InfillTokenizer(tokenizer, mask_token_id=mask), device=target,
-                   name=str(model))
+        if mask is None:
+            mask = getattr(denoiser, "mask_token_id", None)
+        engine = cls(denoiser, InfillTokenizer(tokenizer, mask_token_id=mask),
+                     device=None if device_map is not None else target, name=str(model))
+        return engine
+
+    @property
+    def sampling_defaults(self) -> dict:
+        """`InfillOptions` fields the model's family samples best with (Dream: entropy order,
+        temperature 0.2; LLaDA: greedy); empty for our own models."""
+        return dict(getattr(self.model, "sampling_defaults", None) or {})
+
+    def default_options(self, **overrides) -> InfillOptions:
+        """`InfillOptions` with this model's family defaults, then `overrides`, applied."""
+        return InfillOptions(**{**self.sampling_defaults, **overrides})
 
     def infill(self, request: InfillRequest,
                progress: Callable[[ProgressEvent], None] | None = None,

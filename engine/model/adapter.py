@@ -1,5 +1,8 @@
-"""Loading denoisers for the sampler: our anchored model, or any bidirectional masked LM behind
-`MaskedLMDenoiser`, both with one `logits(input_ids, attention_mask)` interface; offline only."""
+"""Loading denoisers for the sampler, offline only, all with one `logits(input_ids,
+attention_mask)` interface: our anchored model; Dream / Dream-Coder / DiffuCoder and LLaDA in
+native transformers classes (`engine.model.native`, no remote code); any bidirectional masked LM
+behind `MaskedLMDenoiser`. `load_denoiser` picks one by the checkpoint's family
+(`engine.model.families.detect_family`)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from .modeling import AnchoredDiffusionModel, apply_subs_parameterization
 _REMOTE_AUTO_CLASSES = {"AutoModelForMaskedLM": AutoModelForMaskedLM, "AutoModel": AutoModel,
                         "AutoModelForCausalLM": AutoModelForCausalLM}
 # model_type values of models initialised from an autoregressive LM whose logit at position i
-# predicts token i + 1 (Dream, DiffuCoder): their logits are shifted right by one.
+# predicts token i + 1 (Dream, DiffuCoder): their logits are shifted right by one. Only met when
+# `MaskedLMDenoiser` runs such a model's own code; `load_denoiser` loads them natively.
 _SHIFTED_MODEL_TYPES = {"dream"}
 
 
@@ -40,7 +44,8 @@ class ModelNotFoundError(ModelLoadError, FileNotFoundError):
 
 
 class RemoteCodeRequiredError(ModelLoadError):
-    """The model needs its own modeling code (LLaDA / Dream / DiffuCoder style)."""
+    """The model needs its own modeling code (an `auto_map` in config.json) and is none of the
+    families that load natively (Dream, LLaDA)."""
 
     def __init__(self, name: str, model_type: str | None):
         self.name = name
@@ -113,8 +118,9 @@ class MaskedLMDenoiser:
     `model` is a loaded `PreTrainedModel` or the name of one: a local directory, or a hub id
     already in the local cache (`local_files_only=True`: a missing one raises
     `ModelNotFoundError` at once, never a network wait). Weights load from safetensors only.
-    Models with their own code (LLaDA, Dream, DiffuCoder) load only with
-    `trust_remote_code=True`, otherwise `RemoteCodeRequiredError`. The mask token comes from
+    Models with their own code load only with `trust_remote_code=True`, otherwise
+    `RemoteCodeRequiredError` (`load_denoiser` loads LLaDA, Dream and DiffuCoder natively
+    instead, without their code). The mask token comes from
     `mask_token_id`, else the model config's `mask_token_id`, else the tokenizer saved beside it.
     `shift_logits` (default: on for Dream-type models) moves logits right by one position for
     models whose position i predicts token i + 1.
@@ -153,7 +159,8 @@ class MaskedLMDenoiser:
                     raise UnsupportedModelError(
                         f"the model at {str(model)!r} (model_type {model_type!r}) is not a masked "
                         "LM (no AutoModelForMaskedLM class); use a bidirectional masked LM such "
-                        "as ModernBERT, or LLaDA / Dream with trust_remote_code=True") from err
+                        "as ModernBERT, or a Dream / DiffuCoder / LLaDA checkpoint through "
+                        "load_denoiser") from err
                 raise
             except OSError as err:
                 raise ModelNotFoundError(str(model)) from err
@@ -213,15 +220,60 @@ class MaskedLMDenoiser:
 
 def load_denoiser(name: str | Path, *, device: str | torch.device | None = None,
                   dtype: torch.dtype | None = None, trust_remote_code: bool = False,
-                  mask_token_id: int | None = None) -> Denoiser:
-    """Our `AnchoredDiffusionModel` when `name` holds one, else a `MaskedLMDenoiser`."""
+                  mask_token_id: int | None = None, family: str | None = None,
+                  device_map: str | dict | None = None) -> Denoiser:
+    """The denoiser saved at `name` (a directory, or a hub id already in the local cache).
+
+    By the family `detect_family` reads from config.json, or `family` when given:
+    - "anchored": our `AnchoredDiffusionModel`;
+    - "dream" (Dream, Dream-Coder, DiffuCoder), "llada": a `NativeDiffusionLM` over
+      `Qwen2ForCausalLM` / `LlamaForCausalLM`, no remote code needed (their `auto_map` is
+      ignored); `device_map="auto"` spreads it over GPUs and CPU (needs accelerate);
+    - "masked-lm": a `MaskedLMDenoiser`;
+    - any other model with an `auto_map`: its own code through `MaskedLMDenoiser`, only with
+      `trust_remote_code=True` (`RemoteCodeRequiredError` otherwise).
+    Anything else raises `UnsupportedModelError` naming what was found. To run a Dream / LLaDA
+    model's own code instead of the native classes, pass family="masked-lm" with
+    trust_remote_code=True.
+    """
+    from .families import UnsupportedLayoutError, detect_family
+
     source, config = _config_dict(str(name))
-    if config.get("model_type") != MODEL_TYPE:
+    try:
+        found = detect_family(config, family)
+    except UnsupportedLayoutError:
+        raise
+    except UnsupportedModelError:
+        if family is not None or "auto_map" not in config:
+            raise
+        found = "remote-code"
+    if found in ("dream", "llada"):
+        from .native import load_native
+
+        return load_native(_local_dir(source), config, found, device=device, dtype=dtype,
+                           device_map=device_map, mask_token_id=mask_token_id)
+    if found != "anchored":
         return MaskedLMDenoiser(name, mask_token_id=mask_token_id, device=device, dtype=dtype,
                                 trust_remote_code=trust_remote_code)
     model = AnchoredDiffusionModel.from_pretrained(source, local_files_only=True,
                                                    use_safetensors=True)
     return model.to(device=device, dtype=dtype).eval()
+
+
+def _local_dir(source: str) -> Path:
+    """The directory holding `source`'s files: itself, or its snapshot in the local hub cache."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    from transformers.utils import cached_file
+
+    try:
+        config = cached_file(source, "config.json", local_files_only=True)
+    except OSError as err:
+        raise ModelNotFoundError(source) from err
+    if config is None:
+        raise ModelNotFoundError(source)
+    return Path(config).parent
 
 
 def save_model_and_tokenizer(model: AnchoredDiffusionModel, tokenizer,
