@@ -88,7 +88,10 @@ class InfillTokenizer:
 
 @lru_cache(maxsize=8)
 def _token_texts(tokenizer: InfillTokenizer) -> list[str]:
-    return [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+    # one batched call into the Rust tokenizer: Qwen-family vocabularies hold 150k tokens
+    return tokenizer.tokenizer.batch_decode([[i] for i in range(tokenizer.vocab_size)],
+                                            skip_special_tokens=False,
+                                            clean_up_tokenization_spaces=False)
 
 
 @lru_cache(maxsize=32)
