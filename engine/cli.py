@@ -94,6 +94,9 @@ def _add_infill_parser(commands) -> None:
     model.add_argument("--trust-remote-code", action="store_true",
                        help="allow a model of another layout to run the Python code in its "
                             "directory (never needed for the families above)")
+    model.add_argument("--device-map", choices=("auto",), default=None,
+                       help="spread a Dream / LLaDA model too big for one GPU over the GPUs and "
+                            "the CPU (needs the accelerate package)")
     model.add_argument("--device", default="auto",
                        help="auto (a CUDA GPU when torch sees one, else the CPU), cpu, cuda or "
                             "cuda:N (default: %(default)s)")
@@ -209,7 +212,8 @@ def _infill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                              "model.safetensors and tokenizer.json)")
     with _quiet_transformers():
         engine = InfillEngine.load(args.model, device=args.device, family=args.family,
-                                   trust_remote_code=args.trust_remote_code)
+                                   trust_remote_code=args.trust_remote_code,
+                                   device_map=args.device_map)
     request.options = engine.default_options(**chosen)
     result = engine.infill(request, progress=_print_progress if args.progress else None)
     best = result.best
