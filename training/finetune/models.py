@@ -1,0 +1,166 @@
+"""The model a run trains: our anchored model from a preset or a saved directory, or a
+transformers masked LM; one `loss(batch)` for all, LoRA through peft, and saving the result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.errors import AstdiffuseError
+from engine.model import (PRESETS, AnchoredDiffusionModel, config_from_preset,
+                          masked_diffusion_loss, save_model_and_tokenizer)
+from engine.model.adapter import ModelNotFoundError
+from engine.model.families import detect_family
+from engine.model.modeling import apply_subs_parameterization
+from engine.tokens import load_tokenizer
+
+from .args import LoraArgs, ModelArgs
+from .collate import Batch
+
+
+class ModelSetupError(AstdiffuseError):
+    """The model to train cannot be built or loaded; the message says what to change."""
+
+
+def model_tokenizer_dir(args: ModelArgs) -> Path | None:
+    """The tokenizer that comes with a model directory (None for a preset)."""
+    if args.model in PRESETS:
+        return None
+    path = Path(args.model).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(args.model, f"{args.model!r} is neither a preset "
+                                 f"({', '.join(PRESETS)}) nor a directory with a config.json")
+    if not (path / "tokenizer.json").is_file():
+        raise ModelSetupError(f"{path} has no tokenizer.json; fine-tuning needs the model's own "
+                              "tokenizer beside it")
+    return path
+
+
+def _overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ModelSetupError(f"--model-set {item!r}: write KEY=VALUE, e.g. hidden_size=128")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+class TrainableModel(nn.Module):
+    """What the loop trains: `loss(batch)` -> (loss, nelbo, anchor_loss) for either kind."""
+
+    def __init__(self, network: nn.Module, kind: str, mask_token_id: int,
+                 shift_logits: bool = False):
+        super().__init__()
+        self.network, self.kind = network, kind
+        self.mask_token_id, self.shift_logits = mask_token_id, shift_logits
+
+    @property
+    def config(self):
+        return self.network.config
+
+    def forward(self, input_ids, attention_mask, masked, labels, t, anchor_weights,
+                loss_weighting: str):
+        if self.kind == "anchored":
+            out = self.network(input_ids, attention_mask=attention_mask, masked=masked,
+                               labels=labels, t=t, anchor_weights=anchor_weights,
+                               loss_weighting=loss_weighting, return_dict=True)
+            return out.loss, out.nelbo, out.anchor_loss
+        logits = self.network(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits = logits[..., :self.network.config.vocab_size]
+        if self.shift_logits:
+            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        logits = apply_subs_parameterization(logits, input_ids, masked, self.mask_token_id)
+        losses = masked_diffusion_loss(logits, labels, masked, attention_mask=attention_mask,
+                                       t=t, loss_weighting=loss_weighting,
+                                       mask_token_id=self.mask_token_id)
+        return losses.loss, losses.nelbo, losses.anchor_loss
+
+
+def loss_of(model: nn.Module, batch: Batch, loss_weighting: str):
+    """(loss, nelbo, anchor_loss) of a batch through `model` (possibly DDP / FSDP-wrapped)."""
+    return model(batch.input_ids, batch.attention_mask, batch.masked, batch.labels, batch.t,
+                 batch.anchor_weights, loss_weighting)
+
+
+def build_model(args: ModelArgs, tokenizer_dir: Path, seed: int) -> TrainableModel:
+    """A fresh model from a preset (initialised from `seed`) or the one saved at args.model."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+    mask_id = tokenizer.mask_token_id
+    if args.model in PRESETS:
+        torch.manual_seed(seed)
+        config = config_from_preset(args.model, len(tokenizer), mask_token_id=mask_id,
+                                    use_anchor=args.use_anchor, **_overrides(args.model_set))
+        return TrainableModel(AnchoredDiffusionModel(config), "anchored", mask_id)
+    if args.model_set:
+        raise ModelSetupError("--model-set changes a preset; a saved model keeps its shape")
+    path = Path(args.model).expanduser()
+    config = json.loads((path / "config.json").read_text())
+    family = detect_family(config, None)
+    if family == "anchored":
+        network = AnchoredDiffusionModel.from_pretrained(path, local_files_only=True,
+                                                         use_safetensors=True)
+        if network.config.mask_token_id != mask_id:
+            raise ModelSetupError(f"the tokenizer's mask id {mask_id} is not the model's "
+                                  f"{network.config.mask_token_id}; train with the model's own "
+                                  "tokenizer")
+        return TrainableModel(network, "anchored", mask_id)
+    if family == "masked-lm":
+        from transformers import AutoModelForMaskedLM
+
+        network = AutoModelForMaskedLM.from_pretrained(
+            path, local_files_only=True, use_safetensors=True,
+            trust_remote_code=args.trust_remote_code)
+        if mask_id is None:
+            raise ModelSetupError(f"the tokenizer in {tokenizer_dir} has no mask token")
+        return TrainableModel(network, "masked-lm", mask_id)
+    raise ModelSetupError(
+        f"fine-tuning a {family!r} checkpoint is not supported yet (anchored models and "
+        "transformers masked LMs are); the engine can still run it for inference")
+
+
+def apply_lora(model: TrainableModel, args: LoraArgs) -> TrainableModel:
+    """Wrap the network in peft LoRA adapters: only the adapters train."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ModelSetupError("--lora needs peft: pip install 'astdiffuse[train]'") from None
+    targets = args.lora_targets
+    if targets != "all-linear":
+        targets = [x.strip() for x in targets.split(",") if x.strip()]
+    config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                        target_modules=targets, bias="none")
+    try:
+        model.network = get_peft_model(model.network, config)
+    except ValueError as err:
+        raise ModelSetupError(f"--lora-targets {args.lora_targets!r}: {err}") from None
+    return model
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trained tensors (all weights, or only LoRA's), as contiguous CPU copies."""
+    return {name: p.detach().to("cpu").contiguous().clone()
+            for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_final(model: TrainableModel, tokenizer_dir: Path, directory: Path) -> Path:
+    """The trained model as the engine loads it: LoRA merged, config + safetensors + tokenizer."""
+    network = model.network
+    if hasattr(network, "merge_and_unload"):
+        network = network.merge_and_unload()
+    directory.mkdir(parents=True, exist_ok=True)
+    if model.kind == "anchored":
+        save_model_and_tokenizer(network, load_tokenizer(tokenizer_dir), directory)
+    else:
+        network.save_pretrained(directory, safe_serialization=True)
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            if (tokenizer_dir / name).is_file():
+                shutil.copy2(tokenizer_dir / name, directory / name)
+    return directory
