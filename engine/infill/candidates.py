@@ -57,8 +57,12 @@ def decode_row(canvas: Canvas, ids: torch.Tensor, row: int, tokenizer: InfillTok
     return DecodedRow(row, texts, positions, ends)
 
 
-def judge(doc: SourceDocument, canvas: Canvas, decoded: DecodedRow) -> DecodedRow:
-    """Apply every span's text (last span first, so earlier offsets hold) and check each."""
+def judge(doc: SourceDocument, canvas: Canvas, decoded: DecodedRow,
+          kind_rule: bool = True) -> DecodedRow:
+    """Apply every span's text (last span first, so earlier offsets hold) and check each.
+
+    `kind_rule=False` (exact holes): a span need not re-form nodes of the replaced kind; only
+    garbage (a NUL, undecodable bytes) makes it wrong, and the file must still parse."""
     current = doc
     same: list[bool] = []
     for span, (a, b), text in reversed(list(zip(canvas.spans, canvas.regions, decoded.texts))):
@@ -67,7 +71,7 @@ def judge(doc: SourceDocument, canvas: Canvas, decoded: DecodedRow) -> DecodedRo
         # A NUL or an undecodable byte sequence is never code the user wants, whatever the
         # parser makes of it.
         garbage = "\x00" in text or ("\ufffd" in text and "\ufffd" not in span.text)
-        same.append(check.same_kind and not garbage)
+        same.append((check.same_kind or not kind_rule) and not garbage)
         current = SourceDocument.generated(check.new_source, doc.grammar)
     decoded.same_kind = same[::-1]
     decoded.new_source = current.source

@@ -11,6 +11,9 @@ Length rule (the infill length is unknown):
   ranked by validity and model score.
 Spans are cut on token boundaries: the replaced bytes are those of the tokens that overlap the
 span (a leading space that byte-level BPE glues to the first token goes with it), as in training.
+Exact holes (`cut_at_spans=True`, request mode `exact`) instead tokenize the text between the
+spans piece by piece, so each span's tokens are exactly its bytes and a span may be empty (an
+insertion point: mask tokens between two context tokens).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 
 from ..errors import AstdiffuseError
 from ..syntax import MaskedSpan, SourceDocument, annotate_tokens
+from .request import InvalidRequestError
 from .vocab import OTHER, InfillTokenizer
 
 DEFAULT_LENGTHS = {"expression": 12, "statements": 24, "body": 48}  # tokens, by span kind
@@ -64,7 +68,7 @@ def length_candidates(kind: str, old_tokens: int, count: int, hint: bool,
     """Mask lengths to try for one span, best guess first (see the module docstring)."""
     if lengths:
         return list(dict.fromkeys(int(n) for n in lengths))
-    if hint:
+    if hint and old_tokens > 0:  # an insertion point replaced nothing: no length to hint at
         base, factors, slack = old_tokens, HINT_FACTORS, PAD_SLACK
     else:
         base, factors, slack = DEFAULT_LENGTHS.get(kind, 24), NO_HINT_FACTORS, 0
@@ -81,20 +85,33 @@ def length_candidates(kind: str, old_tokens: int, count: int, hint: bool,
 def build_canvas(doc: SourceDocument, spans: list[MaskedSpan], tokenizer: InfillTokenizer, *,
                  budget: int, length_count: int = 3, length_hint: bool = True,
                  lengths: list[int] | None = None, samples: int = 1,
-                 keep_anchors: bool = False) -> Canvas:
-    """Tokenize the text around `spans` (sorted, disjoint) and lay out the batch."""
+                 keep_anchors: bool = False, cut_at_spans: bool = False) -> Canvas:
+    """Tokenize the text around `spans` (sorted, disjoint) and lay out the batch.
+
+    `cut_at_spans`: tokenize the pieces between span edges separately, so every span is exactly
+    its own bytes (possibly none): the exact-hole mode (`engine.infill.exact`).
+    """
     spans = sorted(spans, key=lambda s: s.start_byte)
     lo, hi = _text_window(doc, spans[0].start_byte, spans[-1].end_byte, budget)
-    ids, offsets = tokenizer.encode(doc.source[lo:hi].decode("utf-8"))
-    offsets = offsets + lo
-    token_ranges = [_token_range(offsets, s) for s in spans]
+    if cut_at_spans:
+        edges = [lo] + [b for s in spans for b in (s.start_byte, s.end_byte)] + [hi]
+        ids, offsets = _encode_pieces(tokenizer, doc.source, edges)
+        token_ranges = [_token_range(offsets, s, allow_empty=True) for s in spans]
+        regions = [(s.start_byte, s.end_byte) for s in spans]
+    else:
+        ids, offsets = tokenizer.encode(doc.source[lo:hi].decode("utf-8"))
+        offsets = offsets + lo
+        token_ranges = [_token_range(offsets, s) for s in spans]
+        regions = [(int(offsets[a, 0]), int(offsets[b - 1, 1])) for a, b in token_ranges]
     for (_, end), (start, _) in zip(token_ranges, token_ranges[1:]):
         if end > start:
             raise SpansOverlapError("two selected spans share a token; select them as one range")
-    regions = [(int(offsets[a, 0]), int(offsets[b - 1, 1])) for a, b in token_ranges]
     old = [b - a for a, b in token_ranges]
 
     if keep_anchors:
+        if any(a == b for a, b in token_ranges):
+            raise InvalidRequestError("keep_anchors needs code to keep, and an insertion point "
+                                      "(an empty range) has none")
         templates = [[_anchor_template(doc, ids, offsets, a, b, tokenizer)]
                      for a, b in token_ranges]
     else:
@@ -157,11 +174,25 @@ def _text_window(doc: SourceDocument, start: int, end: int, budget: int) -> tupl
     return lo, hi
 
 
-def _token_range(offsets: np.ndarray, span: MaskedSpan) -> tuple[int, int]:
-    """Tokens [a, b) that overlap the span's bytes."""
+def _encode_pieces(tokenizer: InfillTokenizer, source: bytes,
+                   edges: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """ids [n] and byte offsets [n, 2] of source[edges[0]:edges[-1]], tokenized piece by piece
+    between consecutive edges, so a token never crosses an edge."""
+    all_ids, all_offsets = [np.zeros(0, dtype=np.int64)], [np.zeros((0, 2), dtype=np.int64)]
+    for lo, hi in zip(edges, edges[1:]):
+        if hi > lo:
+            ids, offsets = tokenizer.encode(source[lo:hi].decode("utf-8"))
+            all_ids.append(ids)
+            all_offsets.append(offsets + lo)
+    return np.concatenate(all_ids), np.concatenate(all_offsets)
+
+
+def _token_range(offsets: np.ndarray, span: MaskedSpan,
+                 allow_empty: bool = False) -> tuple[int, int]:
+    """Tokens [a, b) that overlap the span's bytes (a == b: none, for an insertion point)."""
     a = int(np.searchsorted(offsets[:, 1], span.start_byte, side="right"))
     b = int(np.searchsorted(offsets[:, 0], span.end_byte, side="left"))
-    if b <= a:
+    if b < a or (b == a and not allow_empty):
         raise SpanOutsideCanvasError("the span holds no token of the tokenized text")
     return a, b
 

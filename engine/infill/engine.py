@@ -18,6 +18,7 @@ from ..model.adapter import ModelLoadError, ModelNotFoundError, load_denoiser
 from ..syntax import SourceDocument, masked_spans
 from .candidates import DecodedRow, decode_row, judge, repair_positions, span_edits
 from .canvas import build_canvas
+from .exact import EXACT_MODE, exact_spans
 from .request import Candidate, InfillOptions, InfillRequest, InfillResult, Timings
 from .sampler import DiffusionSampler, SamplerState
 from .vocab import OTHER, InfillTokenizer
@@ -152,12 +153,15 @@ class InfillEngine:
         request.check()
         options = request.options
         doc = SourceDocument(request.text, request.language)
-        spans = masked_spans(doc, [(r.start, r.end) for r in request.ranges], request.mode)
+        ranges = [(r.start, r.end) for r in request.ranges]
+        exact = request.mode == EXACT_MODE
+        spans = exact_spans(doc, ranges) if exact else masked_spans(doc, ranges, request.mode)
         budget = min(options.context_tokens, self.max_tokens or options.context_tokens)
         canvas = build_canvas(doc, spans, self.tokenizer, budget=budget,
                               length_count=options.length_candidates,
                               length_hint=options.length_hint, lengths=options.lengths,
-                              samples=options.samples, keep_anchors=options.keep_anchors)
+                              samples=options.samples, keep_anchors=options.keep_anchors,
+                              cut_at_spans=exact)
         timings = Timings(canvas_tokens=canvas.input_ids.shape[1], batch=canvas.rows)
         timings.canvas_ms = _ms(began)
 
@@ -192,7 +196,7 @@ class InfillEngine:
         repair_began = time.perf_counter()
         phase[0] = "repair"
         rounds = [0] * canvas.rows
-        rows = self._judge_all(doc, canvas, state)
+        rows = self._judge_all(doc, canvas, state, kind_rule=not exact)
         for _ in range(options.repair_rounds):
             broken = [r for r in rows if not r.valid]
             if not broken:
@@ -208,7 +212,7 @@ class InfillEngine:
             if remasked == 0:
                 break
             sampler.run(state, options.steps or max(1, math.ceil(remasked / 2)))
-            rows = self._judge_all(doc, canvas, state, previous=rows)
+            rows = self._judge_all(doc, canvas, state, previous=rows, kind_rule=not exact)
         timings.repair_ms = _ms(repair_began)
 
         candidates = self._rank(doc, canvas, rows, state, generated, rounds)
@@ -218,23 +222,26 @@ class InfillEngine:
             count = sum(c.valid for c in kept)
             message = f"{count} valid candidate{'s' if count != 1 else ''}"
         else:
-            message = (f"no valid infill: none of {len(candidates)} candidates parses and keeps "
-                       f"the node kinds after {options.repair_rounds} repair rounds; the "
-                       "candidates are returned for inspection only")
+            rule = "parses" if exact else "parses and keeps the node kinds"
+            message = (f"no valid infill: none of {len(candidates)} candidates {rule} after "
+                       f"{options.repair_rounds} repair rounds; the candidates are returned for "
+                       "inspection only")
         timings.forward_passes, timings.full_passes = state.forward_passes, state.full_passes
         timings.total_ms = _ms(began)
         return InfillResult(candidates=kept, valid=valid, message=message, steps=state.steps,
                             timings=timings, model=self.name, device=str(device))
 
     def _judge_all(self, doc: SourceDocument, canvas, state: SamplerState,
-                   previous: list[DecodedRow] | None = None) -> list[DecodedRow]:
+                   previous: list[DecodedRow] | None = None,
+                   kind_rule: bool = True) -> list[DecodedRow]:
         ids = state.ids.cpu()
         out = []
         for row in range(canvas.rows):
             if previous is not None and previous[row].valid:
                 out.append(previous[row])  # untouched by the repair round
                 continue
-            out.append(judge(doc, canvas, decode_row(canvas, ids, row, self.tokenizer)))
+            out.append(judge(doc, canvas, decode_row(canvas, ids, row, self.tokenizer),
+                             kind_rule))
         return out
 
     def _rank(self, doc, canvas, rows: list[DecodedRow], state: SamplerState,

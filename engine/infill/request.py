@@ -16,8 +16,11 @@ import msgpack
 
 from ..errors import AstdiffuseError
 from ..syntax.selection import MODES
+from .exact import EXACT_MODE
 
 ORDERS = ("confidence", "margin", "entropy")  # how the sampler ranks masked positions
+# How ranges become spans: the syntax layer's selection modes, or verbatim byte ranges.
+REQUEST_MODES: tuple[str, ...] = MODES + (EXACT_MODE,)
 
 
 class InvalidRequestError(AstdiffuseError, ValueError):
@@ -94,7 +97,9 @@ class InfillRequest:
     """Infill the code selected by `ranges` in one document, all spans in one diffusion run.
 
     Each range is mapped to whole syntax-tree nodes by `engine.syntax.masked_spans` with `mode`
-    ("node" or "block"); a cursor (empty range) takes the enclosing statement.
+    ("node" or "block"); a cursor (empty range) takes the enclosing statement. Mode "exact"
+    takes each range verbatim as a byte range (an empty one is an insertion point) and judges a
+    candidate by whether the whole file parses only (`engine.infill.exact`; evaluation).
     """
 
     text: str
@@ -107,9 +112,14 @@ class InfillRequest:
         _check_types(self, "")
         if not self.ranges:
             raise InvalidRequestError("ranges is empty: select code or place the cursor in it")
-        if self.mode not in MODES:
-            raise InvalidRequestError(f"mode {self.mode!r}: must be one of {', '.join(MODES)}")
+        if self.mode not in REQUEST_MODES:
+            raise InvalidRequestError(
+                f"mode {self.mode!r}: must be one of {', '.join(REQUEST_MODES)}")
         self.options.check()
+        if self.mode == EXACT_MODE and self.options.keep_anchors \
+                and any(r.start == r.end for r in self.ranges):
+            raise InvalidRequestError("option keep_anchors=True: an insertion point (an empty "
+                                      "range in exact mode) has no code whose anchors to keep")
         return self
 
 
@@ -137,7 +147,8 @@ class Candidate:
     spans: list[SpanEdit]
     score: float  # mean log-probability of the generated tokens under the model (higher: better)
     parses: bool  # the new document parses with no ERROR or MISSING node
-    same_kind: bool  # every span re-forms nodes of the same kind it replaced
+    same_kind: bool  # every span re-forms nodes of the same kind it replaced (exact mode has
+    #   no kind rule: there it is False only for a span holding a NUL or undecodable bytes)
     repair_rounds: int  # parse-guided repair rounds this candidate went through
 
     @property
