@@ -1,0 +1,7 @@
+"""`python -m training.evaluate`: see `training.evaluate.cli` (or `--help`)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
