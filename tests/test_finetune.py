@@ -186,3 +186,21 @@ def test_fine_tune_from_a_saved_model(first_run, tmp_path):
     before = load_file(str(first_run / "final" / "model.safetensors"))
     after = load_file(str(out / "final" / "model.safetensors"))
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_export_as_the_default_model(first_run, tmp_path):
+    from engine.infill import InfillEngine
+    from training.export import main as export_main
+
+    out = tmp_path / "default_model"
+    assert export_main([str(first_run / "final"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors",
+                                                     "tokenizer.json", "training.json"]
+    record = json.loads((out / "training.json").read_text())
+    assert record["dtype"] == "bf16" and record["summary"]["steps"] == 12
+    assert all(t.dtype == torch.bfloat16 for t in load_file(str(out / "model.safetensors"))
+               .values())
+    InfillEngine.load(out, device="cpu")
+    assert export_main([str(first_run / "final"), "--out", str(tmp_path / "x"),
+                        "--max-mb", "0.01"]) == 2
+    assert not (tmp_path / "x").exists()

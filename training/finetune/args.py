@@ -64,8 +64,8 @@ class MaskingArgs:
     schedule_eps: float = arg(1e-3, "smallest rate of the linear schedule")
     max_rate: float = arg(1.0, "cap on each example's masking rate (the infill task lives at "
                           "low rates: 0.3-0.5 spends more of the budget there)")
-    max_spans: int | None = arg(None, "infill: holes per example at most (default: fill the "
-                                "budget)", metavar="N")
+    max_spans: int | None = arg(None, "infill: holes per example at most (none: as many as "
+                                "the budget takes)", metavar="N")
     max_pad: int = arg(8, "infill: pad tokens appended inside a hole, uniform in 0..N")
 
 
@@ -83,7 +83,7 @@ class AnchorArgs:
 
 @dataclass
 class OptimArgs:
-    """Optimisation."""
+    """Optimisation: AdamW, warm-up and cosine decay, the seed."""
 
     steps: int = arg(1000, "optimizer steps in all (a resumed run continues to this)")
     batch_size: int = arg(16, "windows per process per micro-batch")

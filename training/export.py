@@ -1,0 +1,83 @@
+"""Export a trained model as the engine's shipped default (engine/default_model): cast to a
+compact dtype, check its size, and record where it came from in training.json.
+
+    python -m training.export RUN/final [--out engine/default_model] [--dtype bf16] [--max-mb 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from engine.errors import AstdiffuseError
+from engine.infill.engine import DEFAULT_MODEL_DIR
+from engine.model import load_model_and_tokenizer, save_model_and_tokenizer
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+SHIPPED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "training.json")
+
+
+class ExportError(AstdiffuseError):
+    """The model cannot be exported as asked; the message says why."""
+
+
+def export_model(source: Path, out: Path, dtype: str = "bf16", max_mb: float = 30.0,
+                 provenance: dict | None = None) -> dict:
+    """Write the model saved at `source` into `out` (replacing what is there only once the new
+    files are complete); returns the record also written to out/training.json."""
+    if dtype not in DTYPES:
+        raise ExportError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    model, tokenizer = load_model_and_tokenizer(source, device="cpu", dtype=DTYPES[dtype])
+    params = sum(p.numel() for p in model.parameters())
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
+        staged = Path(tmp) / "model"
+        save_model_and_tokenizer(model, tokenizer, staged)
+        size_mb = (staged / "model.safetensors").stat().st_size / 2**20
+        if size_mb > max_mb:
+            raise ExportError(f"the weights take {size_mb:.1f} MB in {dtype}, over --max-mb "
+                              f"{max_mb:g}; export a smaller model or a narrower dtype")
+        record = {"source": str(source), "dtype": dtype, "parameters": params,
+                  "weights_mb": round(size_mb, 2), **(provenance or {})}
+        run = source.parent
+        for name in ("summary.json", "args.json"):
+            if (run / name).is_file():
+                record[name.split(".")[0]] = json.loads((run / name).read_text())
+        (staged / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+        for extra in staged.iterdir():
+            if extra.name not in SHIPPED_FILES:
+                extra.unlink()
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.move(str(staged), str(out))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.export",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a saved model directory (a run's final/)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR,
+                        help=f"where to write it (default: {DEFAULT_MODEL_DIR})")
+    parser.add_argument("--dtype", default="bf16", choices=sorted(DTYPES),
+                        help="weights dtype (default bf16: half the size, what a CPU with "
+                             "native bf16 and a GPU run anyway)")
+    parser.add_argument("--max-mb", type=float, default=30.0,
+                        help="refuse weights larger than this (default 30)")
+    args = parser.parse_args(argv)
+    try:
+        record = export_model(args.model, args.out, args.dtype, args.max_mb)
+    except AstdiffuseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: record[k] for k in ("source", "dtype", "parameters", "weights_mb")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
