@@ -125,6 +125,9 @@ class RunArgs:
     threads: int | None = arg(None, "torch CPU threads (default: torch's choice)", metavar="N")
     parallel: str = arg("auto", "multi-process training under torchrun: ddp, fsdp, or auto (ddp "
                         "when WORLD_SIZE > 1)", choices=PARALLEL)
+    record_ranks: bool = arg(False, "each process writes OUT/ranks/rank-N.jsonl: the training "
+                             "examples it read at every step and, at the end, a SHA-256 of its "
+                             "copy (DDP) or shard (FSDP) of the trained weights")
     progress: bool = arg(True, "progress bar on stderr")
     plot: bool = arg(True, "write loss.png at the end")
 

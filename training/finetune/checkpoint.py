@@ -4,6 +4,7 @@ half-written checkpoint that looks complete."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -47,8 +48,8 @@ def _write_json(path: Path, data: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
-    state = optimizer.state_dict()
+def optimizer_tensors(state: dict) -> tuple[dict, list]:
+    """(tensors named "INDEX/KEY", param_groups) of an optimizer state dict, for safetensors."""
     tensors = {}
     for index, values in state["state"].items():
         for key, value in values.items():
@@ -57,18 +58,32 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
     return tensors, state["param_groups"]
 
 
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of named tensors (names, dtypes, shapes and bytes): equal digests, equal weights."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        # A copy: numpy() would pin the tensor's storage, which FSDP resizes.
+        tensor = tensors[name].detach().to("cpu", copy=True).contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(root: Path, step: int, weights: dict[str, torch.Tensor],
-                    optimizer: torch.optim.Optimizer | tuple[dict, list], state: dict,
+                    optimizer: torch.optim.Optimizer | dict | tuple[dict, list], state: dict,
                     keep: int = 2) -> Path:
     """Write OUT/checkpoints/step-NNNNNNN atomically and point `latest` at it; keep the newest
-    `keep` checkpoints. `optimizer` may be a ready (tensors, param_groups) pair."""
+    `keep` checkpoints. `optimizer` may also be its state dict (e.g. gathered from FSDP shards)
+    or a ready (tensors, param_groups) pair."""
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
     final = root / name
     temporary = root / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir()
-    tensors, groups = optimizer if isinstance(optimizer, tuple) else _optimizer_tensors(optimizer)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        optimizer = optimizer.state_dict()
+    tensors, groups = optimizer if isinstance(optimizer, tuple) else optimizer_tensors(optimizer)
     save_file(weights, str(temporary / "weights.safetensors"))
     save_file(tensors, str(temporary / "optimizer.safetensors"))
     _write_json(temporary / "state.json", dict(state, step=step, param_groups=groups))
@@ -129,14 +144,24 @@ def load_weights(checkpoint: Checkpoint, model: torch.nn.Module) -> None:
             params[name].copy_(tensor)
 
 
-def load_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
-    tensors = load_file(str(checkpoint.directory / "optimizer.safetensors"))
+def read_optimizer_state(checkpoint: Checkpoint) -> dict:
+    """The optimizer state dict a checkpoint holds (parameters numbered as one process does)."""
+    try:
+        tensors = load_file(str(checkpoint.directory / "optimizer.safetensors"))
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{checkpoint.directory}/optimizer.safetensors cannot be read "
+                              f"({err}); delete that checkpoint to resume from the one before"
+                              ) from None
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         index, name = key.split("/", 1)
         state.setdefault(int(index), {})[name] = value
-    groups = checkpoint.state["param_groups"]
+    groups = [dict(group) for group in checkpoint.state["param_groups"]]
     for group in groups:
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
+
+
+def load_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
+    optimizer.load_state_dict(read_optimizer_state(checkpoint))

@@ -23,6 +23,8 @@ examples:
   python -m training.finetune --model runs/default/final --data src/ --steps 500 --out runs/ft
   python -m training.finetune --out runs/default --resume             # after a kill
   torchrun --nproc-per-node 2 -m training.finetune --recipe cpu --out runs/ddp
+  torchrun --nproc-per-node 8 -m training.finetune --recipe gpu --parallel fsdp --out runs/fsdp
+  python -m training.finetune --model runs/default/final --lora --data src/ --out runs/lora
 """
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import AstdiffuseError
-from engine.tokens import tokenizer_file
+from engine.tokens import MASK_TOKEN, PAD_TOKEN, SPECIAL_TOKENS, tokenizer_file
 
 from ..corpus import Corpus, CorpusConfig, build_corpus
 from ..example import TokenizedExample
@@ -29,6 +29,29 @@ class DataNotFoundError(DataError, FileNotFoundError):
 
 class EmptyCorpusError(DataError):
     """The corpus or one of its splits has no examples."""
+
+
+class MissingSpecialTokenError(DataError):
+    """The tokenizer lacks a special token that masked-diffusion training needs."""
+
+
+def check_special_tokens(tokenizer: Path) -> None:
+    """The tokenizer must carry <|mask|> (the absorbing state), <|pad|> (batch padding, and the
+    pads infill masking puts inside a hole) and <|endoftext|> as tokens of its own: loading
+    would otherwise add them past the model's vocabulary."""
+    from tokenizers import Tokenizer
+
+    try:
+        encoder = Tokenizer.from_file(str(tokenizer_file(tokenizer)))
+    except FileNotFoundError:
+        raise DataError(f"no tokenizer.json in {tokenizer}; pass --tokenizer DIR") from None
+    missing = [token for token in SPECIAL_TOKENS if encoder.token_to_id(token) is None]
+    if missing:
+        raise MissingSpecialTokenError(
+            f"the tokenizer in {tokenizer} has no {', '.join(missing)} token; masked-diffusion "
+            f"training needs {', '.join(SPECIAL_TOKENS)} ({MASK_TOKEN} for masked positions, "
+            f"{PAD_TOKEN} to pad batches and infill holes). Fine-tune a model whose tokenizer "
+            "has them (python -m training.tokenizer trains one), or pass --tokenizer DIR")
 
 
 @dataclass
@@ -85,15 +108,13 @@ def prepare_data(args: DataArgs, out: Path, model_tokenizer: Path | None,
     what rank 0 built."""
     tokenizer = Path(args.tokenizer).expanduser() if args.tokenizer else model_tokenizer
     if tokenizer is not None:
-        try:
-            tokenizer_file(tokenizer)
-        except FileNotFoundError:
-            raise DataError(f"no tokenizer.json in {tokenizer}; pass --tokenizer DIR") from None
+        check_special_tokens(tokenizer)
     path = Path(args.data).expanduser() if args.data else None
     if path is not None and (path / INDEX_NAME).is_file():
         cache, description = path, f"the shard cache {path}"
         if tokenizer is None:
             tokenizer = Path(json.loads((path / INDEX_NAME).read_text())["tokenizer"]["path"])
+            check_special_tokens(tokenizer)
     else:
         cache = out / "data"
         if build:

@@ -49,10 +49,11 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 class Progress:
-    """A tqdm bar over optimizer steps (loss, tokens/s, ETA); silent when disabled."""
+    """A tqdm bar over optimizer steps (loss, tokens/s, ETA); without it, messages go to stderr
+    unless `quiet` (the processes other than rank 0 under torchrun)."""
 
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.bar = None
+    def __init__(self, total: int, start: int, enabled: bool, quiet: bool = False):
+        self.bar, self.quiet = None, quiet
         if enabled:
             from tqdm import tqdm
 
@@ -69,7 +70,7 @@ class Progress:
     def write(self, text: str) -> None:
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
-        else:
+        elif not self.quiet:
             print(text, file=sys.stderr)
 
     def close(self) -> None:

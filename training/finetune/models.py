@@ -18,7 +18,7 @@ from engine.model.families import detect_family
 from engine.model.modeling import apply_subs_parameterization
 from engine.tokens import load_tokenizer
 
-from .args import LoraArgs, ModelArgs
+from .args import FinetuneArgs, LoraArgs, ModelArgs
 from .collate import Batch
 
 
@@ -120,14 +120,35 @@ def build_model(args: ModelArgs, tokenizer_dir: Path, seed: int) -> TrainableMod
             trust_remote_code=args.trust_remote_code)
         if mask_id is None:
             raise ModelSetupError(f"the tokenizer in {tokenizer_dir} has no mask token")
+        if len(tokenizer) > network.config.vocab_size:
+            raise ModelSetupError(
+                f"the tokenizer in {tokenizer_dir} has {len(tokenizer)} tokens, more than the "
+                f"model's vocab_size {network.config.vocab_size}; fine-tune with the tokenizer "
+                "the model was trained with")
         return TrainableModel(network, "masked-lm", mask_id)
     raise ModelSetupError(
         f"fine-tuning a {family!r} checkpoint is not supported yet (anchored models and "
         "transformers masked LMs are); the engine can still run it for inference")
 
 
-def apply_lora(model: TrainableModel, args: LoraArgs) -> TrainableModel:
-    """Wrap the network in peft LoRA adapters: only the adapters train."""
+def build_trainable(args: FinetuneArgs, tokenizer_dir: Path) -> TrainableModel:
+    """The model a run trains: `build_model`, with LoRA adapters when --lora (both seeded)."""
+    model = build_model(args.model, tokenizer_dir, args.optim.seed)
+    if args.lora.lora:
+        model = apply_lora(model, args.lora, args.optim.seed)
+    return model
+
+
+def _linear_names(network: nn.Module) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name, module in network.named_modules()
+                   if isinstance(module, nn.Linear)})
+
+
+def apply_lora(model: TrainableModel, args: LoraArgs, seed: int = 0) -> TrainableModel:
+    """Wrap the network in peft LoRA adapters (initialised from `seed`): only the adapters
+    train. Parameter names gain peft's prefix (network.base_model.model.NAME, and
+    NAME.lora_A.default.weight for an adapter); checkpoints hold these names, and `save_final`
+    merges the adapters back into the plain names."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
@@ -137,17 +158,26 @@ def apply_lora(model: TrainableModel, args: LoraArgs) -> TrainableModel:
         targets = [x.strip() for x in targets.split(",") if x.strip()]
     config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                         target_modules=targets, bias="none")
+    torch.manual_seed(seed)
     try:
         model.network = get_peft_model(model.network, config)
     except ValueError as err:
-        raise ModelSetupError(f"--lora-targets {args.lora_targets!r}: {err}") from None
+        raise ModelSetupError(
+            f"--lora-targets {args.lora_targets!r}: {err}; this model's Linear modules are "
+            f"named {', '.join(_linear_names(model.network))} (or use all-linear)") from None
     return model
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trained tensors (all weights, or only LoRA's), as contiguous CPU copies."""
-    return {name: p.detach().to("cpu").contiguous().clone()
-            for name, p in model.named_parameters() if p.requires_grad}
+def trainable_state(model: nn.Module, state: dict[str, torch.Tensor] | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """The trained tensors (all weights, or only LoRA's) by parameter name, as contiguous CPU
+    copies; taken from `state` (a full state dict gathered from FSDP shards) when given, where
+    a name that is not there (another rank's empty gather) is left out."""
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    if state is None:
+        source = dict(model.named_parameters())
+        return {n: source[n].detach().to("cpu").contiguous().clone() for n in names}
+    return {n: state[n].detach().to("cpu").contiguous().clone() for n in names if n in state}
 
 
 def save_final(model: TrainableModel, tokenizer_dir: Path, directory: Path) -> Path:

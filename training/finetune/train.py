@@ -15,14 +15,17 @@ import torch
 from engine.infill.engine import cpu_has_native_bf16, resolve_device
 
 from .args import OPTIM_MUST_MATCH, RESUME_MUST_MATCH, FinetuneArgs
-from .checkpoint import (CheckpointError, latest_checkpoint, load_optimizer, load_weights,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, latest_checkpoint, load_weights,
+                         read_optimizer_state, save_checkpoint, weights_digest)
 from .collate import Collator
 from .data import BatchOrder, RunData, fingerprint, prepare_data
-from .distributed import (DistInfo, barrier, init_distributed, mean_across, shutdown, sum_across,
-                          unwrap, wrap_model)
+from .distributed import (DistInfo, barrier, clip_gradients, full_optimizer_state,
+                          full_state_dict, gradient_sync, init_distributed,
+                          load_full_optimizer_state, local_tensors, mean_across, shutdown,
+                          sum_across, unwrap, wrap_model)
 from .metrics import MetricsLog, Progress, Throughput
-from .models import apply_lora, build_model, loss_of, model_tokenizer_dir, save_final, trainable_state
+from .models import (TrainableModel, build_trainable, loss_of, model_tokenizer_dir, save_final,
+                     trainable_state)
 from .plot import plot_losses
 
 EVAL_RATES = (0.1, 0.3, 0.5, 0.7, 0.9)  # random masking of the held-out windows, cycled
@@ -126,6 +129,49 @@ class _FixedRates:
         return self.values[:batch_size]
 
 
+class RankRecord:
+    """OUT/ranks/rank-N.jsonl when --record-ranks: each process's example indices per step and,
+    at the end, a digest of its weights (a copy under DDP, a shard under FSDP), so a user or a
+    test can check that processes read different examples and stay in step."""
+
+    def __init__(self, directory: Path, info: DistInfo, resume_step: int | None,
+                 enabled: bool):
+        self.info, self.enabled = info, enabled
+        if enabled:
+            directory.mkdir(parents=True, exist_ok=True)
+        self.log = MetricsLog(directory / f"rank-{info.rank}.jsonl", resume_step, enabled)
+
+    def batch(self, step: int, indices: list[int]) -> None:
+        self.log.write({"kind": "batch", "step": step, "rank": self.info.rank,
+                        "world": self.info.world, "examples": indices})
+
+    def weights(self, step: int, model: torch.nn.Module) -> None:
+        if self.enabled:
+            self.log.write({"kind": "weights", "step": step, "rank": self.info.rank,
+                            "world": self.info.world, "mode": self.info.mode,
+                            "sha256": weights_digest(local_tensors(model))})
+
+
+def _gathered_copy(model: TrainableModel, args: FinetuneArgs, tokenizer_dir: Path,
+                   info: DistInfo) -> TrainableModel | None:
+    """The model with whole weights to save: itself, or under FSDP (every process gathers, rank
+    0 gets the weights) a fresh unsharded copy on rank 0's CPU with them loaded."""
+    if info.mode != "fsdp":
+        return model
+    state = full_state_dict(model, info)
+    if not info.is_main:
+        return None
+    copy = build_trainable(args, tokenizer_dir)
+    missing, unexpected = copy.load_state_dict(state, strict=False)
+    tied = {name for name, _ in copy.named_parameters(remove_duplicate=False)} - \
+        {name for name, _ in copy.named_parameters()}
+    if unexpected or set(missing) - tied:
+        raise CheckpointError(f"the weights gathered from the FSDP shards do not fit the model "
+                              f"(missing {sorted(set(missing) - tied)[:3]}, unexpected "
+                              f"{unexpected[:3]}); report this with the model you trained")
+    return copy
+
+
 def run(args: FinetuneArgs) -> dict:
     """Train as `args` say; returns the summary also written to OUT/summary.json."""
     began = time.perf_counter()
@@ -169,20 +215,19 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
     if not info.is_main:
         data = prepare_data(args.data, out, tokenizer_dir, progress=False, build=False)
 
-    model = build_model(args.model, data.tokenizer_dir, args.optim.seed)
-    if args.lora.lora:
-        model = apply_lora(model, args.lora)
+    model = build_trainable(args, data.tokenizer_dir)
     model.to(device)
-    optimizer = _optimizer(model, args)
     start = 0
     if resume is not None:
         if resume.state.get("tokenizer_sha256") != fingerprint(data.tokenizer_dir):
             raise CheckpointError(f"{resume.directory} was trained with another tokenizer than "
                                   f"{data.tokenizer_dir}; resume with the run's own data")
-        load_weights(resume, model)
-        load_optimizer(resume, optimizer)
+        load_weights(resume, model)  # every process, before FSDP shards the weights
         start = resume.step
     wrapped = wrap_model(model, info, device)
+    optimizer = _optimizer(model, args)  # after wrapping: FSDP replaces the parameters
+    if resume is not None:
+        load_full_optimizer_state(model, optimizer, read_optimizer_state(resume), info)
 
     from engine.tokens import load_tokenizer
 
@@ -206,22 +251,28 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
                    "train_examples": len(data.train), "validation_examples": len(data.validation),
                    "data": data.description, "device": str(device), "world": info.world,
                    "autocast_bf16": not isinstance(autocast, contextlib.nullcontext)})
-    progress = Progress(args.optim.steps, start, show)
+    progress = Progress(args.optim.steps, start, show, quiet=not info.is_main)
+    ranks = RankRecord(out / "ranks", info, start if resume else None, args.run.record_ranks)
     progress.write(f"{'resuming at step ' + str(start) if resume else 'training'}: "
                    f"{params / 1e6:.2f} M parameters ({trained / 1e6:.2f} M trained), "
                    f"{len(data.train):,} windows from {data.description}, {info.world} "
                    f"process(es) on {device}, out {out}")
 
     def checkpoint(step: int, summary: dict) -> None:
-        weights = trainable_state(model)
+        nonlocal saved_at
+        # Under FSDP every process takes part in gathering the shards; rank 0 writes.
+        weights = trainable_state(model, full_state_dict(model, info)
+                                  if info.mode == "fsdp" else None)
+        optimizer_state = full_optimizer_state(model, optimizer, info)
         if info.is_main:
-            save_checkpoint(checkpoints, step, weights, optimizer, {
+            save_checkpoint(checkpoints, step, weights, optimizer_state, {
                 "args": args.to_dict(), "model_config": config.to_dict(),
                 "tokenizer_sha256": fingerprint(data.tokenizer_dir), "summary": summary},
                 keep=args.run.keep_checkpoints)
         barrier(info)
+        saved_at = step
 
-    throughput, last_eval, stopped_early = Throughput(), {}, False
+    throughput, last_eval, stopped_early, saved_at = Throughput(), {}, False, start
     loss_value = nelbo_value = anchor_value = float("nan")
     wrapped.train()
     step = start
@@ -230,15 +281,14 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
         for group in optimizer.param_groups:
             group["lr"] = lr
         indices = order.step(step)
+        ranks.batch(step + 1, indices)
         totals = [0.0, 0.0, 0.0]
         for micro in range(args.optim.grad_accum):
             part = indices[micro * args.optim.batch_size:(micro + 1) * args.optim.batch_size]
             rng = np.random.default_rng([args.optim.seed, step, info.rank, micro])
             torch.manual_seed(args.optim.seed * 1_000_003 + step * 101 + info.rank * 7 + micro)
             batch = collator([data.train[i] for i in part], step, rng).to(device)
-            sync = (contextlib.nullcontext() if micro == args.optim.grad_accum - 1
-                    or not hasattr(wrapped, "no_sync") else wrapped.no_sync())
-            with sync:
+            with gradient_sync(wrapped, info, micro == args.optim.grad_accum - 1):
                 with autocast:
                     loss, nelbo, anchor_loss = loss_of(wrapped, batch, collator.loss_weighting)
                 (loss / args.optim.grad_accum).backward()
@@ -246,7 +296,7 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
             for k, value in enumerate((loss, nelbo, anchor_loss)):
                 totals[k] += float(value.detach()) / args.optim.grad_accum
         if args.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.optim.grad_clip)
+            clip_gradients(model, args.optim.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
@@ -256,7 +306,8 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
         loss_value, nelbo_value, anchor_value = totals
         if done % args.run.log_every == 0 or done == args.optim.steps:
             tokens_per_s = sum_across(throughput.read(), info, device)
-            loss_value = mean_across(loss_value, info, device)
+            loss_value, nelbo_value, anchor_value = (mean_across(x, info, device)
+                                                     for x in totals)
             record = {"kind": "train", "step": done, "loss": loss_value, "nelbo": nelbo_value,
                       "anchor_loss": anchor_value, "lr": lr, "tokens_per_s": tokens_per_s,
                       "epoch": round(order.epoch_of(done), 4),
@@ -294,10 +345,12 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
         summary.update(evaluator(wrapped, device, autocast))
         log.write({"kind": "eval", "step": done, **{k: summary[k] for k in summary
                                                      if k.startswith("eval_")}})
-        if latest_checkpoint(checkpoints) is None or latest_checkpoint(checkpoints).step != done:
+        if saved_at != done:
             checkpoint(done, summary)
+        ranks.weights(done, model)
+        final_model = _gathered_copy(model, args, data.tokenizer_dir, info)
         if info.is_main:
-            summary["final"] = str(save_final(model, data.tokenizer_dir, out / "final"))
+            summary["final"] = str(save_final(final_model, data.tokenizer_dir, out / "final"))
     if info.is_main:
         if args.run.plot:
             plotted = plot_losses(out / "metrics.jsonl", out / "loss.png")
