@@ -33,9 +33,15 @@ def torch_one_thread():
     torch.set_num_threads(threads)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "e2e: end to end against a real server process; runs after the unit tests")
+
+
 def pytest_collection_modifyitems(items):
-    # Unit tests first, then the slow sweeps over large corpora.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+    # Unit tests first, then end-to-end tests, then the slow sweeps over large corpora.
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is not None,
+                                 item.get_closest_marker("e2e") is not None))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,0 +1,151 @@
+"""The model side of the server: one daemon thread that loads the model once (lazily or at
+start) and runs infills, so the event loop keeps answering; torch is imported only there.
+
+Engine errors that need torch to name (model loading, cancellation, canvas budget) are turned
+into `lsp_server.errors` types here, so the rest of the server never imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.errors import AstdiffuseError
+
+from .errors import (InvalidArgumentsError, JobCancelledError, ModelLoadFailedError,
+                     SelectionTooLargeError)
+from .settings import Settings, model_key
+
+log = logging.getLogger(__name__)
+
+
+class EngineHost:
+    """Runs callables on one engine thread, in order; holds the loaded `InfillEngine`."""
+
+    def __init__(self, name: str = "astdiffuse-engine"):
+        self._name = name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._engine = None
+        self._key: tuple | None = None
+
+    def submit(self, fn: Callable, *args, **kwargs) -> Future:
+        """Queue `fn(*args, **kwargs)` on the engine thread; its Future resolves with the result.
+        The thread is a daemon: exiting the server never waits for a model load to finish."""
+        future: Future = Future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._thread.start()
+        self._queue.put((fn, args, kwargs, future))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            fn, args, kwargs, future = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as err:  # noqa: BLE001 - handed to the waiting request
+                future.set_exception(err)
+
+    # -- on the engine thread ------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
+
+    def engine(self, settings: Settings):
+        """The engine for `settings` (model and device), loading it on first use or after they
+        changed; ModelLoadFailedError when it cannot load."""
+        key = model_key(settings)
+        if self._engine is not None and self._key == key:
+            return self._engine
+        self.forget()
+        began = time.perf_counter()
+        log.info("loading model %s on %s", settings.model or "(default)", settings.device)
+        try:
+            from engine.infill import InfillEngine
+
+            model = settings.model
+            if model is not None:
+                path = Path(model).expanduser()
+                if path.is_file():
+                    raise ModelLoadFailedError(
+                        f"the model failed to load: {model} is a file; set astdiffuse.model to "
+                        "the directory it was saved to (config.json, model.safetensors, "
+                        "tokenizer.json)")
+                if path.exists():
+                    model = str(path)
+            with _quiet_transformers():
+                engine = InfillEngine.load(model, device=settings.device)
+        except ModelLoadFailedError:
+            raise
+        except (AstdiffuseError, OSError, ValueError, RuntimeError, ImportError) as err:
+            raise ModelLoadFailedError(
+                f"the model failed to load: {err} (set astdiffuse.model to a saved model "
+                "directory and astdiffuse.device to a device this machine has)") from err
+        self._engine, self._key = engine, key
+        log.info("model %s loaded on %s in %.1f s", engine.name or "(default)", engine.device,
+                 time.perf_counter() - began)
+        return engine
+
+    def forget(self) -> None:
+        """Drop the loaded model (settings changed); the next request loads again."""
+        if self._engine is None:
+            return
+        device = getattr(self._engine, "device", None)
+        self._engine, self._key = None, None
+        if getattr(device, "type", "") == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def infill(self, settings: Settings, text: str, language: str,
+               ranges: list[tuple[int, int]], mode: str, options: dict[str, Any],
+               progress: Callable[[Any], None] | None,
+               cancelled: Callable[[], bool]):
+        """Load (if needed) and run one infill -> `engine.infill.InfillResult`. `options` are
+        `InfillOptions` fields over the model family's defaults."""
+        if cancelled():
+            raise JobCancelledError("cancelled before it started")
+        engine = self.engine(settings)
+        if cancelled():
+            raise JobCancelledError("cancelled while the model loaded")
+        from engine.infill import (ByteRange, InfillCancelled, InfillRequest,
+                                   InvalidRequestError, SpanOutsideCanvasError)
+
+        try:
+            request = InfillRequest(text=text, language=language,
+                                    ranges=[ByteRange(start, end) for start, end in ranges],
+                                    mode=mode, options=engine.default_options(**options))
+            return engine.infill(request, progress=progress, cancelled=cancelled)
+        except InfillCancelled as err:
+            raise JobCancelledError(str(err) or "cancelled") from err
+        except SpanOutsideCanvasError as err:
+            raise SelectionTooLargeError(f"{err} (raise astdiffuse.contextTokens or select "
+                                         "less code)") from err
+        except InvalidRequestError as err:
+            raise InvalidArgumentsError(str(err)) from err
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No "Loading weights" progress bar on stderr (an editor shows stderr as errors)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
