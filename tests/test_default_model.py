@@ -1,0 +1,45 @@
+"""The shipped default model (engine/default_model): small enough to ship, loads with no path,
+and the README's main job (infill a selection of examples/sample.py) runs on it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.infill import ByteRange, InfillEngine, InfillOptions, InfillRequest
+from engine.infill.engine import DEFAULT_MODEL_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_default_model_is_shipped_with_its_provenance():
+    files = sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir())
+    assert files == ["config.json", "model.safetensors", "tokenizer.json", "training.json"]
+    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 30 * 2**20
+    record = json.loads((DEFAULT_MODEL_DIR / "training.json").read_text())
+    assert record["args"]["masking"]["masking"] == "ast-tier"
+    assert record["summary"]["steps"] == record["args"]["optim"]["steps"]
+
+
+def test_it_loads_without_a_path_and_infills(torch_one_thread):
+    engine = InfillEngine.load(None, device="cpu")
+    text = (ROOT / "examples" / "sample.py").read_text()
+    cursor = text.encode().index(b"restocked += 1")
+    result = engine.infill(InfillRequest(text, "python", [ByteRange(cursor, cursor)],
+                                         options=InfillOptions(candidates=1, repair_rounds=0)))
+    best = result.best
+    assert best.text.startswith(text[:cursor]) and best.spans
+    assert result.valid == best.valid  # an invalid best candidate is reported, never hidden
+
+
+def test_the_main_job_command_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "infill", "examples/sample.py", "--lines", "24:24",
+         "--diff", "--steps", "4", "--candidates", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 1), result.stderr
+    assert result.stdout.startswith("--- a/examples/sample.py")
+    if result.returncode == 1:
+        assert "no valid infill" in result.stderr
