@@ -119,14 +119,17 @@ def latest_checkpoint(root: Path) -> Checkpoint | None:
     return None
 
 
+def _read_tensors(checkpoint: Checkpoint, name: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(checkpoint.directory / name))
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{checkpoint.directory}/{name} cannot be read ({err}); delete "
+                              "that checkpoint to resume from the one before") from None
+
+
 def load_weights(checkpoint: Checkpoint, model: torch.nn.Module) -> None:
     """Copy the checkpoint's tensors into the model's trainable parameters (names must match)."""
-    try:
-        tensors = load_file(str(checkpoint.directory / "weights.safetensors"))
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{checkpoint.directory}/weights.safetensors cannot be read "
-                              f"({err}); delete that checkpoint to resume from the one before"
-                              ) from None
+    tensors = _read_tensors(checkpoint, "weights.safetensors")
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
     unexpected = [n for n in tensors if n not in params]
@@ -146,12 +149,7 @@ def load_weights(checkpoint: Checkpoint, model: torch.nn.Module) -> None:
 
 def read_optimizer_state(checkpoint: Checkpoint) -> dict:
     """The optimizer state dict a checkpoint holds (parameters numbered as one process does)."""
-    try:
-        tensors = load_file(str(checkpoint.directory / "optimizer.safetensors"))
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{checkpoint.directory}/optimizer.safetensors cannot be read "
-                              f"({err}); delete that checkpoint to resume from the one before"
-                              ) from None
+    tensors = _read_tensors(checkpoint, "optimizer.safetensors")
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         index, name = key.split("/", 1)

@@ -80,9 +80,17 @@ class Collator:
 
     def __call__(self, examples, step: int, rng: np.random.Generator) -> Batch:
         rates = self.schedule.rates(step, len(examples), rng) * self.masking.max_rate
+        return self.collate(examples, rates, rng)
+
+    def collate(self, examples, rates: np.ndarray, rng: np.random.Generator,
+                names: tuple[str, ...] | None = None, probs: np.ndarray | None = None) -> Batch:
+        """A batch at the given rates [B], each example's strategy drawn from `names` with
+        `probs` (default: the run's masking); the held-out batches fix both."""
+        names = self.names if names is None else names
+        probs = self.probs if probs is None else probs
         rows = []
         for example, rate in zip(examples, rates):
-            strategy = self.names[int(rng.choice(len(self.names), p=self.probs))]
+            strategy = names[int(rng.choice(len(names), p=probs))]
             result = mask_example(strategy, example, float(rate), rng, self.config)
             rows.append(self._crop(result))
         length = max(len(ids) for ids, *_ in rows)

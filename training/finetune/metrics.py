@@ -61,10 +61,11 @@ class Progress:
                             file=sys.stderr, dynamic_ncols=True,
                             mininterval=0.5 if sys.stderr.isatty() else 10.0)
 
-    def update(self, loss: float, tokens_per_s: float, lr: float) -> None:
+    def update(self, **postfix: str) -> None:
+        """One step done; `postfix` (e.g. loss, tokens/s), when given, replaces the shown one."""
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}",
-                                 lr=f"{lr:.2e}", refresh=False)
+            if postfix:
+                self.bar.set_postfix(refresh=False, **postfix)
             self.bar.update(1)
 
     def write(self, text: str) -> None:

@@ -89,20 +89,17 @@ class Evaluator:
     def __init__(self, data: RunData, collator: Collator, windows: int, seed: int):
         chosen = data.validation[:max(1, windows)]
         self.batches = []
-        for kind, strategy in (("random", "random"), ("infill", "infill")):
+        for kind in ("random", "infill"):
             rng = np.random.default_rng([seed, 7, 0 if kind == "random" else 1])
             for start in range(0, len(chosen), 16):
                 part = chosen[start:start + 16]
-                saved = collator.names, collator.probs, collator.schedule
-                collator.names, collator.probs = (strategy,), np.ones(1)
-                rates = [EVAL_RATES[(start + i) % len(EVAL_RATES)] if kind == "random"
-                         else EVAL_INFILL_RATE for i in range(len(part))]
-                collator.schedule = _FixedRates(rates)
-                try:
-                    self.batches.append((kind, collator(part, 0, rng)))
-                finally:
-                    collator.names, collator.probs, collator.schedule = saved
-                    
+                rates = np.asarray([EVAL_RATES[(start + i) % len(EVAL_RATES)]
+                                    if kind == "random" else EVAL_INFILL_RATE
+                                    for i in range(len(part))], dtype=np.float64)
+                self.batches.append((kind, collator.collate(
+                    part, rates * collator.masking.max_rate, rng, names=(kind,),
+                    probs=np.ones(1))))
+
     @torch.no_grad()
     def __call__(self, model, device, autocast) -> dict:
         was_training = model.training
@@ -119,14 +116,6 @@ class Evaluator:
         model.train(was_training)
         return {f"eval_{'loss' if k == 'random' else 'infill_loss'}": v[0] / max(v[1], 1)
                 for k, v in totals.items()}
-
-
-class _FixedRates:
-    def __init__(self, rates):
-        self.values = np.asarray(rates, dtype=np.float64)
-
-    def rates(self, step, batch_size, rng):
-        return self.values[:batch_size]
 
 
 class RankRecord:
@@ -304,6 +293,7 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
             raise CheckpointError(f"the loss became {totals[0]} at step {done}; lower --lr and "
                                   "resume from the last checkpoint (--resume)")
         loss_value, nelbo_value, anchor_value = totals
+        postfix = {}
         if done % args.run.log_every == 0 or done == args.optim.steps:
             tokens_per_s = sum_across(throughput.read(), info, device)
             loss_value, nelbo_value, anchor_value = (mean_across(x, info, device)
@@ -313,10 +303,8 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
                       "epoch": round(order.epoch_of(done), 4),
                       "elapsed_s": round(time.perf_counter() - began, 1)}
             log.write(record)
-            progress.bar and progress.bar.set_postfix(
-                loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
-        if progress.bar is not None:
-            progress.bar.update(1)
+            postfix = {"loss": f"{loss_value:.3f}", "tok_s": f"{tokens_per_s:,.0f}"}
+        progress.update(**postfix)
         if args.run.eval_every and done % args.run.eval_every == 0 and done != args.optim.steps:
             last_eval = evaluator(wrapped, device, autocast)
             log.write({"kind": "eval", "step": done, **last_eval})
