@@ -14,6 +14,7 @@ from typing import Iterable
 
 from ..errors import InvalidRangeError
 from ..syntax import MaskedSpan, SourceDocument
+from ..syntax.selection import span_of_bytes
 
 EXACT_MODE = "exact"
 EXACT_KIND = "statements"  # the length rule's kind for an exact hole (24 tokens, x2, x0.5)
@@ -50,16 +51,8 @@ def exact_spans(doc: SourceDocument, ranges: Iterable[tuple[int, int]]) -> list[
 
 
 def _span(doc: SourceDocument, start: int, end: int) -> MaskedSpan:
-    index = doc.index
-    first = index.line_of_byte(start)
-    last = index.line_of_byte(max(start, end - 1))
-    line_start = index.line_start_byte(first)
-    prefix = doc.source[line_start:start]
-    indent = prefix[:len(prefix) - len(prefix.lstrip(b" \t"))].decode("utf-8")
     node = doc.root.descendant_for_byte_range(start, end)
     while node is not None and not node.is_named:
         node = node.parent
-    return MaskedSpan(start_byte=start, end_byte=end, start_line=first + 1, end_line=last + 1,
-                      node_types=(), kind=EXACT_KIND,
-                      parent_type=node.type if node is not None else "", indent=indent,
-                      text=doc.source[start:end].decode("utf-8"))
+    return span_of_bytes(doc, start, end, (), EXACT_KIND,
+                         node.type if node is not None else "")

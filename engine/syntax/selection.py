@@ -272,7 +272,14 @@ def _body_span(doc: SourceDocument, body: tree_sitter.Node) -> MaskedSpan:
 
 def _make_span(doc: SourceDocument, run: Sequence[tree_sitter.Node], kind: str,
                parent: tree_sitter.Node | None) -> MaskedSpan:
-    start, end = run[0].start_byte, run[-1].end_byte
+    return span_of_bytes(doc, run[0].start_byte, run[-1].end_byte,
+                         tuple(node.type for node in run), kind,
+                         parent.type if parent is not None else "")
+
+
+def span_of_bytes(doc: SourceDocument, start: int, end: int, node_types: tuple[str, ...],
+                  kind: str, parent_type: str) -> MaskedSpan:
+    """The MaskedSpan of bytes [start, end): its lines and the indent of its first line."""
     index = doc.index
     first_line = index.line_of_byte(start)
     last_line = index.line_of_byte(max(start, end - 1))
@@ -284,9 +291,9 @@ def _make_span(doc: SourceDocument, run: Sequence[tree_sitter.Node], kind: str,
         end_byte=end,
         start_line=first_line + 1,
         end_line=last_line + 1,
-        node_types=tuple(node.type for node in run),
+        node_types=node_types,
         kind=kind,
-        parent_type=parent.type if parent is not None else "",
+        parent_type=parent_type,
         indent=indent,
         text=doc.source[start:end].decode("utf-8"),
     )
