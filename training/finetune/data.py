@@ -15,7 +15,7 @@ from engine.tokens import MASK_TOKEN, PAD_TOKEN, SPECIAL_TOKENS, tokenizer_file
 from ..corpus import Corpus, CorpusConfig, build_corpus
 from ..example import TokenizedExample
 from ..shards import INDEX_NAME, ShardConfig, ShardDataset, build_shards
-from ..tokenizer import TokenizerConfig, save_tokenizer, tokenizer_fingerprint, train_from_corpus
+from ..tokenizer import TokenizerConfig, save_tokenizer, train_from_corpus
 from .args import DataArgs
 
 
@@ -144,10 +144,6 @@ def prepare_data(args: DataArgs, out: Path, model_tokenizer: Path | None,
     if not validation:  # a tiny corpus can hash every file into train
         validation = train[: max(1, len(train) // 20)]
     return RunData(train, validation, Path(tokenizer), cache, description)
-
-
-def fingerprint(tokenizer_dir: Path) -> str:
-    return tokenizer_fingerprint(tokenizer_dir)
 
 
 class BatchOrder:

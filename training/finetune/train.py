@@ -14,11 +14,12 @@ import torch
 
 from engine.infill.engine import cpu_has_native_bf16, resolve_device
 
+from ..tokenizer import tokenizer_fingerprint
 from .args import OPTIM_MUST_MATCH, RESUME_MUST_MATCH, FinetuneArgs
 from .checkpoint import (CheckpointError, latest_checkpoint, load_weights,
                          read_optimizer_state, save_checkpoint, weights_digest)
 from .collate import Collator
-from .data import BatchOrder, RunData, fingerprint, prepare_data
+from .data import BatchOrder, RunData, prepare_data
 from .distributed import (DistInfo, barrier, clip_gradients, full_optimizer_state,
                           full_state_dict, gradient_sync, init_distributed,
                           load_full_optimizer_state, local_tensors, mean_across, shutdown,
@@ -204,11 +205,12 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
     if not info.is_main:
         data = prepare_data(args.data, out, tokenizer_dir, progress=False, build=False)
 
+    tokenizer_sha256 = tokenizer_fingerprint(data.tokenizer_dir)
     model = build_trainable(args, data.tokenizer_dir)
     model.to(device)
     start = 0
     if resume is not None:
-        if resume.state.get("tokenizer_sha256") != fingerprint(data.tokenizer_dir):
+        if resume.state.get("tokenizer_sha256") != tokenizer_sha256:
             raise CheckpointError(f"{resume.directory} was trained with another tokenizer than "
                                   f"{data.tokenizer_dir}; resume with the run's own data")
         load_weights(resume, model)  # every process, before FSDP shards the weights
@@ -256,7 +258,7 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
         if info.is_main:
             save_checkpoint(checkpoints, step, weights, optimizer_state, {
                 "args": args.to_dict(), "model_config": config.to_dict(),
-                "tokenizer_sha256": fingerprint(data.tokenizer_dir), "summary": summary},
+                "tokenizer_sha256": tokenizer_sha256, "summary": summary},
                 keep=args.run.keep_checkpoints)
         barrier(info)
         saved_at = step
