@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -20,7 +20,7 @@ from .candidates import DecodedRow, decode_row, judge, repair_positions, span_ed
 from .canvas import build_canvas
 from .exact import EXACT_MODE, exact_spans
 from .request import Candidate, InfillOptions, InfillRequest, InfillResult, Timings
-from .sampler import DiffusionSampler, SamplerState
+from .sampler import DiffusionSampler, InfillCancelled, RowGroup, SamplerState
 from .vocab import OTHER, InfillTokenizer
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "default_model"
@@ -149,6 +149,42 @@ class InfillEngine:
                cancelled: Callable[[], bool] | None = None) -> InfillResult:
         """Infill every span of `request` jointly; `progress` gets a `ProgressEvent` per step and
         `cancelled` is polled between steps (InfillCancelled when it returns True)."""
+        outcome, = self.infill_many([request], [progress], [cancelled])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def infill_many(self, requests: list[InfillRequest],
+                    progress: list[Callable[[ProgressEvent], None] | None] | None = None,
+                    cancelled: list[Callable[[], bool] | None] | None = None,
+                    ) -> list[InfillResult | AstdiffuseError]:
+        """Infill several requests (several documents) in one batch: their canvases share every
+        model call, each keeps its own options, seed, language, progress and cancellation. A
+        request that fails (a bad range, cancelled) gets its error in its place of the list; the
+        others go on. Requests that disagree on `use_cache` / `cache_refresh` run in turns."""
+        progress = progress or [None] * len(requests)
+        cancelled = cancelled or [None] * len(requests)
+        out: list = [None] * len(requests)
+        jobs: dict[tuple, list[_Job]] = {}
+        for index, request in enumerate(requests):
+            try:
+                job = self._prepare(index, request, progress[index], cancelled[index])
+            except AstdiffuseError as err:
+                out[index] = err
+                continue
+            key = (job.options.use_cache, job.options.cache_refresh)
+            jobs.setdefault(key, []).append(job)
+        for batch in jobs.values():
+            try:
+                self._run(batch)
+            except AstdiffuseError as err:  # every request cancelled
+                for job in batch:
+                    job.error = job.error or err
+            for job in batch:
+                out[job.index] = job.error or self._finish(job)
+        return out
+
+    def _prepare(self, index: int, request: InfillRequest, progress, cancelled) -> "_Job":
         began = time.perf_counter()
         request.check()
         options = request.options
@@ -164,107 +200,161 @@ class InfillEngine:
                               cut_at_spans=exact)
         timings = Timings(canvas_tokens=canvas.input_ids.shape[1], batch=canvas.rows)
         timings.canvas_ms = _ms(began)
+        return _Job(index=index, request=request, options=options, doc=doc, canvas=canvas,
+                    exact=exact, timings=timings, began=began, progress=progress,
+                    cancelled=cancelled)
 
+    def _run(self, jobs: list["_Job"]) -> None:
+        """Decode and repair `jobs` as one batch: their canvases stacked (right-padded to the
+        longest), one `RowGroup` each."""
         device = self.device
-        ids = canvas.input_ids.to(device)
-        masked = (ids == self.tokenizer.mask_id) & canvas.editable.to(device)
-        state = SamplerState(ids=ids, attention_mask=canvas.attention_mask.to(device),
-                             editable=canvas.editable.to(device), masked=masked,
+        width = max(job.canvas.input_ids.shape[1] for job in jobs)
+        ids, attention, editable, groups = [], [], [], []
+        bracket = None
+        row = 0
+        for job in jobs:
+            canvas = job.canvas
+            pad = width - canvas.input_ids.shape[1]
+            ids.append(torch.nn.functional.pad(canvas.input_ids, (0, pad),
+                                               value=self.tokenizer.pad_id))
+            attention.append(torch.nn.functional.pad(canvas.attention_mask, (0, pad)))
+            editable.append(torch.nn.functional.pad(canvas.editable, (0, pad)))
+            job.offset = row
+            row += canvas.rows
+            anchor_classes = None
+            if job.options.anchored:
+                anchor_classes = _padded(self.tokenizer.anchor_classes(job.doc.language),
+                                         self.model.vocab_size, device, OTHER)
+                if bracket is None:
+                    bracket = _padded(self.tokenizer.bracket_delta(), self.model.vocab_size,
+                                      device, 0)
+            job.group = RowGroup(job.offset, row, job.options,
+                                 torch.Generator(device=device).manual_seed(job.options.seed),
+                                 anchor_classes=anchor_classes, on_step=job.step_callback(self),
+                                 cancelled=job.cancelled)
+            groups.append(job.group)
+        ids = torch.cat(ids).to(device)
+        editable = torch.cat(editable).to(device)
+        masked = (ids == self.tokenizer.mask_id) & editable
+        state = SamplerState(ids=ids, attention_mask=torch.cat(attention).to(device),
+                             editable=editable, masked=masked,
                              logp=torch.zeros(ids.shape, dtype=torch.float32, device=device))
-        generated = masked.clone()
-        timings.masked_tokens = int(masked.sum())
-        generator = torch.Generator(device=device).manual_seed(options.seed)
-        phase = ["denoise"]
+        for job in jobs:
+            job.state = state
+            job.generated = masked[job.rows].clone()
+            job.timings.masked_tokens = int(job.generated.sum())
+            job.timings.batch_requests = len(jobs)
+        sampler = DiffusionSampler(self.model, groups=groups, bracket_delta=bracket)
 
-        def on_step(step: int, total: int, current: SamplerState) -> None:
-            if progress is not None:
-                progress(ProgressEvent(step, total, self._partial(canvas, current), phase[0]))
-
-        anchor_classes = bracket = None
-        if options.anchored:
-            anchor_classes = _padded(self.tokenizer.anchor_classes(doc.language),
-                                     self.model.vocab_size, device, OTHER)
-            bracket = _padded(self.tokenizer.bracket_delta(), self.model.vocab_size, device, 0)
-        sampler = DiffusionSampler(self.model, options, anchor_classes=anchor_classes,
-                                   bracket_delta=bracket, generator=generator, on_step=on_step,
-                                   cancelled=cancelled)
         sampling_began = time.perf_counter()
-        longest = int(masked.sum(-1).max())
-        sampler.run(state, options.steps or max(1, math.ceil(longest / 2)))
-        timings.sampling_ms = _ms(sampling_began)
+        try:
+            sampler.run(state, [job.planned_steps(job.generated) for job in jobs])
+        finally:
+            self._settle(jobs, sampler)
+        sampling_ms = _ms(sampling_began)
 
         repair_began = time.perf_counter()
-        phase[0] = "repair"
-        rounds = [0] * canvas.rows
-        rows = self._judge_all(doc, canvas, state, kind_rule=not exact)
-        for _ in range(options.repair_rounds):
-            broken = [r for r in rows if not r.valid]
-            if not broken:
+        live = [job for job in jobs if job.error is None]
+        for job in live:
+            job.phase = "repair"
+            job.decoded = self._judge_all(job, state.ids.cpu())
+        for round_ in range(max((job.options.repair_rounds for job in live), default=0)):
+            remasked = [job for job in live
+                        if round_ < job.options.repair_rounds and self._remask_broken(job)]
+            if not remasked:
                 break
-            for decoded in broken:
-                positions = repair_positions(canvas, decoded, state.logp)
-                if positions:
-                    index = torch.tensor(positions, device=device)
-                    state.masked[decoded.row, index] = True
-                    state.ids[decoded.row, index] = self.tokenizer.mask_id
-                    rounds[decoded.row] += 1
-            remasked = int(state.masked.sum(-1).max())
-            if remasked == 0:
-                break
-            sampler.run(state, options.steps or max(1, math.ceil(remasked / 2)))
-            rows = self._judge_all(doc, canvas, state, previous=rows, kind_rule=not exact)
-        timings.repair_ms = _ms(repair_began)
+            try:
+                sampler.run(state, [job.planned_steps(state.masked[job.rows]) for job in jobs])
+            finally:
+                self._settle(jobs, sampler)
+            ids_cpu = state.ids.cpu()
+            for job in remasked:
+                if job.error is None:
+                    job.decoded = self._judge_all(job, ids_cpu, previous=job.decoded)
+            live = [job for job in live if job.error is None]
+        repair_ms = _ms(repair_began)
+        for job in jobs:
+            job.timings.sampling_ms, job.timings.repair_ms = sampling_ms, repair_ms
+            job.timings.forward_passes = state.forward_passes
+            job.timings.full_passes = state.full_passes
 
-        candidates = self._rank(doc, canvas, rows, state, generated, rounds)
+    @staticmethod
+    def _settle(jobs: list["_Job"], sampler: DiffusionSampler) -> None:
+        """A job whose group stopped (its flag was set) ends with InfillCancelled."""
+        for job in jobs:
+            if job.group.stopped and job.error is None:
+                job.error = InfillCancelled("infill cancelled")
+
+    def _remask_broken(self, job: "_Job") -> bool:
+        """Remask the error regions of the job's broken rows; whether any position was."""
+        any_ = False
+        logp = job.state.logp[job.rows].cpu()
+        for decoded in job.decoded:
+            if decoded.valid:
+                continue
+            positions = repair_positions(job.canvas, decoded, logp)
+            if positions:
+                index = torch.tensor(positions, device=self.device)
+                row = job.offset + decoded.row
+                job.state.masked[row, index] = True
+                job.state.ids[row, index] = self.tokenizer.mask_id
+                job.rounds[decoded.row] += 1
+                any_ = True
+        return any_
+
+    def _finish(self, job: "_Job") -> InfillResult:
+        options, state = job.options, job.state
+        candidates = self._rank(job)
         valid = bool(candidates) and candidates[0].valid
         kept = candidates[:options.candidates]
         if valid:
             count = sum(c.valid for c in kept)
             message = f"{count} valid candidate{'s' if count != 1 else ''}"
         else:
-            rule = "parses" if exact else "parses and keeps the node kinds"
+            rule = "parses" if job.exact else "parses and keeps the node kinds"
             message = (f"no valid infill: none of {len(candidates)} candidates {rule} after "
                        f"{options.repair_rounds} repair rounds; the candidates are returned for "
                        "inspection only")
-        timings.forward_passes, timings.full_passes = state.forward_passes, state.full_passes
-        timings.total_ms = _ms(began)
-        return InfillResult(candidates=kept, valid=valid, message=message, steps=state.steps,
-                            timings=timings, model=self.name, device=str(device))
+        job.timings.total_ms = _ms(job.began)
+        return InfillResult(candidates=kept, valid=valid, message=message, steps=job.group.steps,
+                            timings=job.timings, model=self.name, device=str(self.device))
 
-    def _judge_all(self, doc: SourceDocument, canvas, state: SamplerState,
-                   previous: list[DecodedRow] | None = None,
-                   kind_rule: bool = True) -> list[DecodedRow]:
-        ids = state.ids.cpu()
+    def _judge_all(self, job: "_Job", ids: torch.Tensor,
+                   previous: list[DecodedRow] | None = None) -> list[DecodedRow]:
+        ids = ids[job.rows, :job.canvas.input_ids.shape[1]]
         out = []
-        for row in range(canvas.rows):
+        for row in range(job.canvas.rows):
             if previous is not None and previous[row].valid:
                 out.append(previous[row])  # untouched by the repair round
                 continue
-            out.append(judge(doc, canvas, decode_row(canvas, ids, row, self.tokenizer),
-                             kind_rule))
+            out.append(judge(job.doc, job.canvas,
+                             decode_row(job.canvas, ids, row, self.tokenizer),
+                             kind_rule=not job.exact))
         return out
 
-    def _rank(self, doc, canvas, rows: list[DecodedRow], state: SamplerState,
-              generated: torch.Tensor, rounds: list[int]) -> list[Candidate]:
+    def _rank(self, job: "_Job") -> list[Candidate]:
         """Valid before invalid, then by mean log-probability of the generated tokens; rows that
         decoded to the same document count once."""
-        logp = state.logp.cpu()
-        generated = generated.cpu()
+        logp = job.state.logp[job.rows].cpu()
+        generated = job.generated.cpu()
         seen: dict[bytes, Candidate] = {}
-        for decoded in rows:
+        for decoded in job.decoded:
             mask = generated[decoded.row]
             score = float(logp[decoded.row][mask].mean()) if bool(mask.any()) else 0.0
             candidate = Candidate(
                 text=decoded.new_source.decode("utf-8", errors="replace"),
-                spans=span_edits(doc, canvas, decoded), score=score, parses=decoded.parses,
-                same_kind=all(decoded.same_kind), repair_rounds=rounds[decoded.row])
+                spans=span_edits(job.doc, job.canvas, decoded), score=score,
+                parses=decoded.parses, same_kind=all(decoded.same_kind),
+                repair_rounds=job.rounds[decoded.row])
             best = seen.get(decoded.new_source)
             if best is None or (candidate.valid, candidate.score) > (best.valid, best.score):
                 seen[decoded.new_source] = candidate
         return sorted(seen.values(), key=lambda c: (c.valid, c.score), reverse=True)
 
-    def _partial(self, canvas, state: SamplerState) -> list[str]:
-        ids = state.ids[0].tolist()
+    def partial_text(self, canvas, ids: torch.Tensor) -> list[str]:
+        """The current text of each span of canvas row 0 held in `ids` [L], masks shown as
+        PARTIAL_MASK."""
+        ids = ids.tolist()
         drop = set(self.tokenizer.end_ids)
         out = []
         for start, length in canvas.slots[0]:
@@ -281,6 +371,52 @@ class InfillEngine:
                 pieces.append(self.tokenizer.decode(run))
             out.append("".join(pieces))
         return out
+
+
+@dataclass
+class _Job:
+    """One request on its way through a batch: its canvas, its rows of the shared state and
+    what became of them."""
+
+    index: int  # place in the caller's list
+    request: InfillRequest
+    options: InfillOptions
+    doc: SourceDocument
+    canvas: object
+    exact: bool
+    timings: Timings
+    began: float
+    progress: Callable[[ProgressEvent], None] | None
+    cancelled: Callable[[], bool] | None
+    offset: int = 0  # first row in the batch
+    group: RowGroup | None = None
+    state: SamplerState | None = None
+    generated: torch.Tensor | None = None  # bool [rows, L]: positions first decoded
+    decoded: list[DecodedRow] = field(default_factory=list)
+    rounds: list[int] = field(default_factory=list)
+    phase: str = "denoise"
+    error: AstdiffuseError | None = None
+
+    def __post_init__(self):
+        self.rounds = [0] * self.canvas.rows
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.offset, self.offset + self.canvas.rows)
+
+    def planned_steps(self, masked: torch.Tensor) -> int:
+        """The options' steps, or half the masked tokens of the job's longest row."""
+        longest = int(masked.sum(-1).max()) if masked.numel() else 0
+        return self.options.steps or max(1, math.ceil(longest / 2))
+
+    def step_callback(self, engine: "InfillEngine"):
+        if self.progress is None:
+            return None
+
+        def on_step(step: int, total: int, state: SamplerState) -> None:
+            spans = engine.partial_text(self.canvas, state.ids[self.offset])
+            self.progress(ProgressEvent(step, total, spans, self.phase))
+        return on_step
 
 
 def _load_tokenizer(source):

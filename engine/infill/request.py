@@ -169,6 +169,7 @@ class Timings:
     canvas_tokens: int = 0  # canvas length (the longest row)
     masked_tokens: int = 0  # mask positions decoded, all rows together (repairs not counted)
     batch: int = 0  # canvases run together (length candidates x samples)
+    batch_requests: int = 1  # requests whose canvases shared the model calls (engine.serve)
 
 
 @dataclass

@@ -53,35 +53,77 @@ class SamplerState:
     full_passes: int = 0
 
 
-class DiffusionSampler:
-    """Runs steps of the reverse process on a `SamplerState` with one model and one generator."""
+@dataclass
+class RowGroup:
+    """Rows [start, stop) of a batch that belong to one request: its options, its own random
+    stream and anchor table, its callbacks, and how much work it took part in. Several groups
+    share each model call (the remote server's dynamic batching); every decision stays per
+    group, so a request decodes as it would alone (up to float rounding of a wider batch)."""
 
-    def __init__(self, model, options: InfillOptions, *, anchor_classes: torch.Tensor | None,
-                 bracket_delta: torch.Tensor | None, generator: torch.Generator,
+    start: int
+    stop: int | None  # None: to the last row
+    options: InfillOptions
+    generator: torch.Generator
+    anchor_classes: torch.Tensor | None = None  # int8 [V] on the device (its language's table)
+    on_step: Callable[[int, int, SamplerState], None] | None = None
+    cancelled: Callable[[], bool] | None = None
+    steps: int = 0  # steps this group had masks in (all runs)
+    stopped: bool = False  # cancelled: its rows decode no further
+
+    def rows(self, batch: int) -> slice:
+        return slice(self.start, batch if self.stop is None else self.stop)
+
+
+class DiffusionSampler:
+    """Runs steps of the reverse process on a `SamplerState`: one model call a step for the
+    whole batch, the decisions per `RowGroup` (one group over all rows by default)."""
+
+    def __init__(self, model, options: InfillOptions | None = None, *,
+                 anchor_classes: torch.Tensor | None = None,
+                 bracket_delta: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None,
                  on_step: Callable[[int, int, SamplerState], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None):
+                 cancelled: Callable[[], bool] | None = None,
+                 groups: list[RowGroup] | None = None):
+        if groups is None:
+            if options is None:
+                raise ValueError("DiffusionSampler needs options or groups")
+            groups = [RowGroup(0, None, options, generator or torch.Generator(),
+                               anchor_classes=anchor_classes, on_step=on_step,
+                               cancelled=cancelled)]
+        first = groups[0].options
+        if any((g.options.use_cache, g.options.cache_refresh)
+               != (first.use_cache, first.cache_refresh) for g in groups):
+            raise ValueError("the groups of one batch must agree on use_cache and cache_refresh")
         self.model = model
-        self.options = options
-        self.anchor_classes = anchor_classes  # int8 [V] on the device, or None
+        self.groups = groups
+        self.options = first  # the batch-wide options: use_cache, cache_refresh
         self.bracket_delta = bracket_delta  # int8 [V] on the device, or None
-        self.generator = generator
-        self.on_step = on_step
-        self.cancelled = cancelled
-        self.cached = options.use_cache and hasattr(model, "denoise_step")
+        self.anchored = any(g.options.anchored for g in groups)
+        self.cached = first.use_cache and hasattr(model, "denoise_step")
         self._cache = None  # kept across runs: a repair round continues on the same cache
         self._since_refresh = 0  # steps since the cache was last built by a full pass
 
-    def run(self, state: SamplerState, steps: int) -> None:
-        """Denoise until no position of `state.masked` is left, in about `steps` steps."""
+    def run(self, state: SamplerState, steps: int | list[int]) -> None:
+        """Denoise until no position of `state.masked` is left, in about `steps` steps (one
+        number, or one per group)."""
         active, valid = _active_positions(state.editable)
         if active.shape[1] == 0:
             return
+        batch = state.ids.shape[0]
+        plan = [steps] * len(self.groups) if isinstance(steps, int) else list(steps)
+        steps_row = self._per_row(batch, plan, state.ids.device, torch.long)
+        threshold = self._per_row(batch, [g.options.threshold for g in self.groups],
+                                  state.ids.device, torch.float32)
+        remask = self._per_row(batch, [g.options.remask for g in self.groups],
+                               state.ids.device, torch.float32)
         slot_start = _slot_starts(state.editable, active)
         step = 0
-        hard_cap = 4 * steps + int(state.masked.sum()) + 1
+        hard_cap = 4 * max(plan) + int(state.masked.sum()) + 1
         while bool(state.masked.any()):
-            if self.cancelled is not None and self.cancelled():
-                raise InfillCancelled("infill cancelled")
+            self._stop_cancelled(state)
+            if not bool(state.masked.any()):
+                break
             if step >= hard_cap:  # cannot happen without remasking; a guard, not a schedule
                 break
             cache = self._cache
@@ -92,18 +134,43 @@ class DiffusionSampler:
             if refresh:
                 self._since_refresh = 0
             want = state.masked.gather(1, active) & valid
+            busy = [g for g in self.groups if bool(want[g.rows(batch)].any())]
             logits, anchor_logits, self._cache = self._predict(state, active, want,
                                                                None if refresh else cache)
             self._since_refresh += 1
             state.forward_passes += 1
             state.full_passes += int(refresh or not self.cached)
+            left = (steps_row - step).clamp_min(1)
             self._update(state, active, valid, want, slot_start, logits, anchor_logits,
-                         steps_left=max(1, steps - step), remask=step < REMASK_UNTIL * steps)
+                         steps_left=left, threshold=threshold,
+                         remask=remask * (step < REMASK_UNTIL * steps_row))
             step += 1
             state.steps += 1
-            if self.on_step is not None:
-                self.on_step(state.steps, state.steps + _remaining_estimate(state, steps - step),
-                             state)
+            for group, planned in zip(self.groups, plan):
+                if group not in busy:
+                    continue
+                group.steps += 1
+                if group.on_step is not None:
+                    rows = state.masked[group.rows(batch)]
+                    remaining = max(0, planned - step) if bool(rows.any()) else 0
+                    group.on_step(group.steps, group.steps + remaining, state)
+
+    def _per_row(self, batch: int, values: list, device, dtype) -> torch.Tensor:
+        out = torch.empty(batch, dtype=dtype, device=device)
+        for group, value in zip(self.groups, values):
+            out[group.rows(batch)] = value
+        return out
+
+    def _stop_cancelled(self, state: SamplerState) -> None:
+        """Freeze the rows of every group whose flag is set; InfillCancelled once all are."""
+        batch = state.ids.shape[0]
+        for group in self.groups:
+            if not group.stopped and group.cancelled is not None and group.cancelled():
+                group.stopped = True
+            if group.stopped:
+                state.masked[group.rows(batch)] = False
+        if all(g.stopped for g in self.groups):
+            raise InfillCancelled("infill cancelled")
 
     def _shared_context(self, state: SamplerState, active: torch.Tensor):
         """The first cache of a batch whose rows hold the same context (length candidates,
@@ -138,7 +205,7 @@ class DiffusionSampler:
                                            cache=cache, want=want)
         logits = self.model.logits(state.ids, attention_mask=state.attention_mask)
         anchor = None
-        if self.options.anchored and getattr(self.model, "has_anchor", False):
+        if self.anchored and getattr(self.model, "has_anchor", False):
             anchor = self.model.anchor_logits(state.ids, attention_mask=state.attention_mask)
         logits = gather_positions(logits, active, want)
         if anchor is not None:
@@ -148,34 +215,55 @@ class DiffusionSampler:
     @torch.no_grad()
     def _update(self, state: SamplerState, active: torch.Tensor, valid: torch.Tensor,
                 masked: torch.Tensor, slot_start: torch.Tensor, logits: torch.Tensor,
-                anchor_logits: torch.Tensor | None, steps_left: int, remask: bool) -> None:
+                anchor_logits: torch.Tensor | None, steps_left: torch.Tensor,
+                threshold: torch.Tensor, remask: torch.Tensor) -> None:
         """One step's decisions. masked [B, A]: the entries still masked; logits and
-        anchor_logits [N, V]: the model's predictions there (N = masked.sum())."""
-        options = self.options
+        anchor_logits [N, V]: the model's predictions there (N = masked.sum(), row-major, so
+        each group's entries are one contiguous run); steps_left, threshold, remask [B]: per
+        row."""
         # Only still-masked positions are drawn and ranked: [N, V] instead of [B, A, V].
         picked = logits.float()  # [N, V]
         probs = torch.softmax(picked, dim=-1)
-        drawn_m = self._draw(picked)  # [N]
-        p_drawn_m = probs.gather(-1, drawn_m.unsqueeze(-1)).squeeze(-1)
-        priority_m = self._confidence(probs, p_drawn_m)
-        if options.anchored and self.anchor_classes is not None:
-            predicted = drawn_m if anchor_logits is None else anchor_logits.argmax(-1)
-            is_anchor = self.anchor_classes[predicted] != OTHER
-            priority_m = priority_m * (1.0 + ANCHOR_BOOST * is_anchor)
-            if self.bracket_delta is not None:
-                nesting = _nesting(state, active, slot_start, self.bracket_delta)[masked]
-                priority_m = priority_m * ANCHOR_DEPTH_DECAY ** nesting
+        ends = masked.sum(-1).cumsum(0).tolist()
+        nesting = None
+        if self.bracket_delta is not None and any(
+                g.options.anchored and g.anchor_classes is not None for g in self.groups):
+            nesting = _nesting(state, active, slot_start, self.bracket_delta)[masked]
+        drawn_m, p_drawn_m, priority_m = [], [], []
+        batch = masked.shape[0]
+        for group in self.groups:
+            rows = group.rows(batch)
+            lo = ends[rows.start - 1] if rows.start else 0
+            hi = ends[rows.stop - 1] if rows.stop else 0
+            if hi <= lo:
+                continue
+            options = group.options
+            drawn = self._draw(picked[lo:hi], options, group.generator)
+            p_drawn = probs[lo:hi].gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+            priority = _confidence(probs[lo:hi], p_drawn, options.order)
+            if options.anchored and group.anchor_classes is not None:
+                predicted = drawn if anchor_logits is None else anchor_logits[lo:hi].argmax(-1)
+                is_anchor = group.anchor_classes[predicted] != OTHER
+                priority = priority * (1.0 + ANCHOR_BOOST * is_anchor)
+                if nesting is not None:
+                    priority = priority * ANCHOR_DEPTH_DECAY ** nesting[lo:hi]
+            drawn_m.append(drawn)
+            p_drawn_m.append(p_drawn)
+            priority_m.append(priority)
+        if not drawn_m:
+            return
         drawn = torch.zeros(masked.shape, dtype=torch.long, device=masked.device)
-        drawn[masked] = drawn_m
+        drawn[masked] = torch.cat(drawn_m)
         p_drawn = torch.zeros(masked.shape, dtype=torch.float32, device=masked.device)
-        p_drawn[masked] = p_drawn_m
+        p_drawn[masked] = torch.cat(p_drawn_m)
         priority = torch.full(masked.shape, -math.inf, device=masked.device)
-        priority[masked] = priority_m.float()
+        priority[masked] = torch.cat(priority_m).float()
 
         count = masked.sum(-1)  # [B]
         quota = torch.ceil(count / steps_left).long()
         rank = priority.argsort(dim=-1, descending=True).argsort(dim=-1)  # rank of each position
-        chosen = masked & ((rank < quota.unsqueeze(-1)) | (p_drawn >= options.threshold))
+        chosen = masked & ((rank < quota.unsqueeze(-1))
+                           | (p_drawn >= threshold.unsqueeze(-1)))
         chosen |= masked & (rank == 0)  # at least one per row with masks left
         positions = active[chosen]
         rows = torch.arange(active.shape[0], device=active.device).unsqueeze(-1).expand_as(active)
@@ -183,14 +271,16 @@ class DiffusionSampler:
         state.ids[rows, positions] = drawn[chosen]
         state.logp[rows, positions] = p_drawn[chosen].clamp_min(1e-12).log()
         state.masked[rows, positions] = False
-        if remask and options.remask > 0:
-            self._remask(state, active, valid, chosen)
+        if bool((remask > 0).any()):
+            self._remask(state, active, valid, chosen, remask)
 
-    def _draw(self, logits: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _draw(logits: torch.Tensor, options: InfillOptions,
+              generator: torch.Generator) -> torch.Tensor:
         """A token per row [N] from logits [N, V] at the options' temperature; top-p is taken
         within the TOP_K most likely tokens (sorting the whole vocabulary every step costs more
         than a cached model step)."""
-        temperature, top_p = self.options.temperature, self.options.top_p
+        temperature, top_p = options.temperature, options.top_p
         if temperature <= 0 or logits.shape[0] == 0:
             return logits.argmax(-1)
         top, order = logits.topk(min(TOP_K, logits.shape[-1]), dim=-1)  # sorted, descending
@@ -198,27 +288,17 @@ class DiffusionSampler:
         if top_p < 1.0:
             keep = probs.cumsum(-1) - probs < top_p  # the top token always stays
             probs = probs * keep
-        choice = torch.multinomial(probs, 1, generator=self.generator)  # [N, 1]
+        choice = torch.multinomial(probs, 1, generator=generator)  # [N, 1]
         return order.gather(-1, choice).squeeze(-1)
 
-    def _confidence(self, probs: torch.Tensor, p_drawn: torch.Tensor) -> torch.Tensor:
-        order = self.options.order
-        if order == "confidence":
-            return p_drawn
-        if order == "margin":
-            top2 = probs.topk(2, dim=-1).values
-            return top2[..., 0] - top2[..., 1]
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
-        return torch.exp(-entropy)  # in (0, 1], larger when the prediction is sharper
-
     def _remask(self, state: SamplerState, active: torch.Tensor, valid: torch.Tensor,
-                chosen: torch.Tensor) -> None:
+                chosen: torch.Tensor, share: torch.Tensor) -> None:
         """Return the least confident earlier-decoded tokens of each row to the mask: about
-        `remask` times as many as were just decoded, always fewer, so every step progresses."""
+        `share` [B] times as many as were just decoded, always fewer, so every step progresses."""
         decoded = valid & ~state.masked.gather(1, active) & ~chosen
         decoded &= torch.isfinite(state.logp.gather(1, active))
         new = chosen.sum(-1)
-        budget = torch.minimum(torch.floor(new * self.options.remask).long(), new - 1)
+        budget = torch.minimum(torch.floor(new * share).long(), new - 1)
         logp = state.logp.gather(1, active).masked_fill(~decoded, math.inf)
         rank = logp.argsort(dim=-1).argsort(dim=-1)
         again = decoded & (rank < budget.clamp_min(0).unsqueeze(-1))
@@ -259,5 +339,11 @@ def _nesting(state: SamplerState, active: torch.Tensor, slot_start: torch.Tensor
     return (before - base).clamp_min(0).float()
 
 
-def _remaining_estimate(state: SamplerState, steps_left: int) -> int:
-    return max(0, steps_left) if bool(state.masked.any()) else 0
+def _confidence(probs: torch.Tensor, p_drawn: torch.Tensor, order: str) -> torch.Tensor:
+    if order == "confidence":
+        return p_drawn
+    if order == "margin":
+        top2 = probs.topk(2, dim=-1).values
+        return top2[..., 0] - top2[..., 1]
+    entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
+    return torch.exp(-entropy)  # in (0, 1], larger when the prediction is sharper
