@@ -1,5 +1,7 @@
 """The model side of the server: one daemon thread that loads the model once (lazily or at
 start) and runs infills, so the event loop keeps answering; torch is imported only there.
+With `engine.url` set the same thread talks to a remote engine (`engine.serve.RemoteEngine`,
+same `infill` interface) instead, and no model is loaded here.
 
 Engine errors that need torch to name (model loading, cancellation, canvas budget) are turned
 into `lsp_server.errors` types here, so the rest of the server never imports torch.
@@ -19,8 +21,8 @@ from typing import Any, Callable
 from engine.errors import AstdiffuseError
 
 from .errors import (InvalidArgumentsError, JobCancelledError, ModelLoadFailedError,
-                     SelectionTooLargeError)
-from .settings import Settings, model_key
+                     RemoteEngineUnavailableError, SelectionTooLargeError)
+from .settings import Settings, engine_token, model_key
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ class EngineHost:
     def loaded(self) -> bool:
         return self._engine is not None
 
+    @property
+    def remote(self) -> bool:
+        return bool(self._key) and self._key[0] == "remote"
+
     def engine(self, settings: Settings):
         """The engine for `settings` (model and device), loading it on first use or after they
         changed; ModelLoadFailedError when it cannot load."""
@@ -70,6 +76,8 @@ class EngineHost:
         if self._engine is not None and self._key == key:
             return self._engine
         self.forget()
+        if settings.engine.url is not None:
+            return self._connect(settings, key)
         began = time.perf_counter()
         log.info("loading model %s on %s", settings.model or "(default)", settings.device)
         try:
@@ -98,10 +106,35 @@ class EngineHost:
                  time.perf_counter() - began)
         return engine
 
+    def _connect(self, settings: Settings, key: tuple):
+        """A `RemoteEngine` for `engine.url`, connected (so a wrong URL or token shows now)."""
+        from engine.serve import RemoteEngine, RemoteEngineError
+
+        url = settings.engine.url
+        try:
+            token = engine_token(settings.engine)
+        except OSError as err:
+            raise RemoteEngineUnavailableError(
+                f"cannot read astdiffuse.engine.tokenFile {settings.engine.token_file}: "
+                f"{err.strerror or err}") from err
+        remote = RemoteEngine(url, token, connect_timeout=settings.engine.connect_timeout,
+                              ca_file=settings.engine.tls_ca_file, client="astdiffuse-lsp")
+        try:
+            welcome = remote.connect()
+        except RemoteEngineError as err:
+            raise RemoteEngineUnavailableError(_remote_advice(err, url)) from err
+        log.info("connected to the remote engine %s: model %s on %s", url,
+                 welcome.get("model"), welcome.get("device"))
+        self._engine, self._key = remote, key
+        return remote
+
     def forget(self) -> None:
-        """Drop the loaded model (settings changed); the next request loads again."""
+        """Drop the loaded model or the remote connection (settings changed); the next request
+        loads (connects) again."""
         if self._engine is None:
             return
+        if hasattr(self._engine, "close"):
+            self._engine.close()
         device = getattr(self._engine, "device", None)
         self._engine, self._key = None, None
         if getattr(device, "type", "") == "cuda":
@@ -122,12 +155,16 @@ class EngineHost:
             raise JobCancelledError("cancelled while the model loaded")
         from engine.infill import (ByteRange, InfillCancelled, InfillRequest,
                                    InvalidRequestError, SpanOutsideCanvasError)
+        from engine.serve import RemoteEngineError
 
         try:
             request = InfillRequest(text=text, language=language,
                                     ranges=[ByteRange(start, end) for start, end in ranges],
                                     mode=mode, options=engine.default_options(**options))
-            return engine.infill(request, progress=progress, cancelled=cancelled)
+            result = engine.infill(request, progress=progress, cancelled=cancelled)
+            if self.remote:  # say where it ran: "cuda:0 at gpu-box:7341"
+                result.device = f"{result.device} at {engine.host}:{engine.port}"
+            return result
         except InfillCancelled as err:
             raise JobCancelledError(str(err) or "cancelled") from err
         except SpanOutsideCanvasError as err:
@@ -135,6 +172,25 @@ class EngineHost:
                                          "less code)") from err
         except InvalidRequestError as err:
             raise InvalidArgumentsError(str(err)) from err
+        except RemoteEngineError as err:
+            raise RemoteEngineUnavailableError(
+                _remote_advice(err, settings.engine.url)) from err
+
+
+def _remote_advice(err: Exception, url: str | None) -> str:
+    """What the user reads when the remote engine fails: its error and what to check."""
+    from engine.serve import AuthenticationError, EngineUnreachableError
+
+    if isinstance(err, AuthenticationError):
+        hint = ("set astdiffuse.engine.token (or engine.tokenFile, or $ASTDIFFUSE_TOKEN) to "
+                "the server's token")
+    elif isinstance(err, EngineUnreachableError):
+        hint = (f"check astdiffuse.engine.url ({url}), that `python -m engine.serve` runs "
+                "there, and your SSH tunnel if you use one; or remove engine.url to run the "
+                "model locally")
+    else:
+        hint = "the remote engine refused the request"
+    return f"{err} ({hint})"
 
 
 @contextlib.contextmanager

@@ -77,7 +77,8 @@ class ModelLoadFailedError(LspRequestError):
 
 
 class RemoteEngineUnavailableError(LspRequestError):
-    """`engine.url` is set, but this version has no remote engine client yet."""
+    """`engine.url` is set and the remote engine cannot be used: unreachable, the token refused,
+    the connection lost mid-request, or the server refused the request (a limit)."""
 
     reason = REMOTE_ENGINE_UNAVAILABLE
 

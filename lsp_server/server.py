@@ -26,10 +26,8 @@ from .capabilities import ClientSupport
 from .engine_host import EngineHost
 from .errors import (INTERNAL_ERROR, DocumentChangedError, DocumentNotFoundError,
                      EditRejectedError, InvalidArgumentsError, JobCancelledError,
-                     NoValidInfillError,
-                     RemoteEngineUnavailableError, user_error)
-from .settings import (SECTION, ParsedSettings, Settings, merge_layers, model_key,
-                       remote_engine_notice, section_of)
+                     NoValidInfillError, user_error)
+from .settings import SECTION, ParsedSettings, Settings, merge_layers, model_key, section_of
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +99,9 @@ class AstdiffuseServer(LanguageServer):
                       f"{'; '.join(parsed.problems)}")
             for problem in parsed.problems:
                 log.warning("setting: %s", problem)
-        notice = remote_engine_notice(self.settings)
-        if notice and notice != remote_engine_notice(previous):
-            self.show(f"astdiffuse: {notice}")
         if model_key(previous) != model_key(self.settings):
             self.host.submit(self.host.forget)
-        if self.settings.load_model == "start" and self.settings.engine.url is None:
+        if self.settings.load_model == "start":
             self.spawn(self.preload())
         log.info("settings: %s", self.settings)
 
@@ -304,9 +299,6 @@ async def diffuse(ls: AstdiffuseServer, call: DiffuseCall, token: Any = None) ->
         log.warning("no configuration from the client after %.0f s; using what there is",
                     SETTINGS_WAIT_S)
     settings = ls.settings
-    notice = remote_engine_notice(settings)
-    if notice:
-        raise RemoteEngineUnavailableError(notice)
     document = ls.document(call.uri)
     text, version, encoding = document.source, document.version, ls.encoding
     language = selection.document_language(document.language_id, call.uri)
@@ -376,7 +368,10 @@ class _Progress:
             return
         self.token = token
         self.ls.jobs.attach_token(self.job, token)
-        message = "loading the model" if not self.ls.host.loaded else "starting"
+        if self.ls.settings.engine.url is not None:
+            message = "sending to the remote engine"
+        else:
+            message = "loading the model" if not self.ls.host.loaded else "starting"
         self.ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
             title=ACTION_TITLE, cancellable=True, message=message, percentage=0))
 

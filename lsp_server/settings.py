@@ -12,24 +12,27 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlsplit
+import os
 
 SECTION = "astdiffuse"
 LOG_LEVELS = ("error", "warning", "info", "debug")
 LOAD_MODEL = ("lazy", "start")
-REMOTE_SCHEMES = ("tcp", "tls")
+TOKEN_ENV = "ASTDIFFUSE_TOKEN"  # the remote engine's token when no setting gives one
 MAX_CANDIDATES = 16
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """Where the engine runs. The remote engine is a later issue: these are parsed and
-    checked, and a set `url` makes requests fail with a clear message until it ships."""
+    """Where the engine runs: a set `url` sends every infill to `python -m engine.serve`
+    there instead of loading a model in this process (docs/remote.md)."""
 
-    url: str | None = None  # tcp://HOST:PORT or tls://HOST:PORT of `python -m engine.serve`
+    url: str | None = None  # astdiffuse://HOST:PORT or astdiffuse+tls://HOST:PORT
     token: str | None = field(default=None, repr=False)  # the remote engine's token
     token_file: str | None = None  # a file holding the token (instead of `token`)
+    tls_ca_file: str | None = None  # PEM CA bundle to trust for astdiffuse+tls (a self-signed
+    #   server certificate); None: the system's trust store
+    connect_timeout: float = 5.0  # seconds to connect and say hello before giving up
 
 
 @dataclass(frozen=True)
@@ -115,23 +118,29 @@ def _boolean(value: Any) -> bool:
 
 
 def _engine_url(value: Any) -> str:
+    from engine.serve.protocol import parse_url
+
     text = _optional_text(value)
-    parts = urlsplit(text)
     try:
-        port = parts.port
+        parse_url(text)
     except ValueError:
-        port = None
-    if parts.scheme not in REMOTE_SCHEMES or not parts.hostname or port is None \
-            or parts.path not in ("", "/"):
-        raise ValueError("must look like tcp://HOST:PORT or tls://HOST:PORT")
+        raise ValueError("must look like astdiffuse://HOST:PORT or "
+                         "astdiffuse+tls://HOST:PORT") from None
     return text
 
 
-def _token_file(value: Any) -> str:
+def _existing_file(value: Any) -> str:
     text = _optional_text(value)
     if not Path(text).expanduser().is_file():
         raise ValueError(f"names no file ({Path(text).expanduser()} does not exist)")
     return text
+
+
+def _seconds(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) \
+            or not 0.1 <= float(value) <= 600:
+        raise ValueError("must be a number of seconds from 0.1 to 600")
+    return float(value)
 
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
@@ -148,7 +157,9 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
 _ENGINE_CHECKS: dict[str, Callable[[Any], Any]] = {
     "url": _engine_url,
     "token": _optional_text,
-    "token_file": _token_file,
+    "token_file": _existing_file,
+    "tls_ca_file": _existing_file,
+    "connect_timeout": _seconds,
 }
 
 
@@ -231,18 +242,26 @@ def merge_layers(*layers: Any) -> ParsedSettings:
     return ParsedSettings(settings, tuple(problems))
 
 
-def remote_engine_notice(settings: Settings) -> str | None:
-    """The message for a set `engine.url`, which this version cannot use yet."""
-    if settings.engine.url is None:
-        return None
-    return (f"{SECTION}.engine.url is set to {settings.engine.url}, but the remote engine is "
-            "not available yet in this version of astdiffuse; remove the setting to run the "
-            "model locally")
+def engine_token(engine: EngineSettings) -> str | None:
+    """The remote engine's token: `engine.token`, else the contents of `engine.tokenFile`,
+    else $ASTDIFFUSE_TOKEN of the server's environment, else None. OSError when the file
+    cannot be read."""
+    if engine.token is not None:
+        return engine.token
+    if engine.token_file is not None:
+        text = Path(engine.token_file).expanduser().read_text(encoding="utf-8").strip()
+        return text or None
+    return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
 def model_key(settings: Settings) -> tuple:
-    """What the loaded model depends on: a change of these reloads it."""
-    return settings.model, settings.device
+    """What the loaded engine depends on: a change of these reloads the model (or reconnects
+    to the remote engine)."""
+    engine = settings.engine
+    if engine.url is not None:
+        return ("remote", engine.url, engine.token, engine.token_file, engine.tls_ca_file,
+                engine.connect_timeout)
+    return ("local", settings.model, settings.device)
 
 
 def _shown(key: str, value: Any) -> str:

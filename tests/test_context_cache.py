@@ -288,3 +288,29 @@ def test_want_packs_the_heads_to_the_wanted_entries(overrides):
         torch.testing.assert_close(cached_anchor, full_anchor[want], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="want"):
         model.denoise_step(ids, active, want=want[:, :2])
+
+
+@pytest.mark.parametrize("overrides", LAYOUTS, ids=LAYOUT_IDS)
+def test_a_cache_split_by_rows_and_stacked_again_steps_the_same(overrides):
+    """select_cache (the rows still decoding) and concat_caches (several requests' canvases in
+    one batch) give the cached step the numbers the whole cache gives those rows."""
+    model = tiny_model(**overrides)
+    ids, active = infill_batch()
+    attention = torch.ones_like(ids)
+    attention[1, 36:] = 0  # the second row is padded: its key mask must travel with it
+    _, _, cache = model.denoise_step(ids, active, attention_mask=attention)
+    changed = unmask_some(ids)
+    whole, _, _ = model.denoise_step(changed, active, attention_mask=attention,
+                                     cache=model.select_cache(cache, torch.tensor([0, 1]),
+                                                              attention))
+    for row in (0, 1):
+        rows = torch.tensor([row])
+        part = model.select_cache(cache, rows, attention[rows])
+        assert part.batch_size == 1 and part.keys[0].shape[0] == 1
+        alone, _, _ = model.denoise_step(changed[rows], active[rows],
+                                         attention_mask=attention[rows], cache=part)
+        torch.testing.assert_close(alone[0], whole[row])
+    stacked = model.concat_caches([model.select_cache(cache, torch.tensor([r]), attention[[r]])
+                                   for r in (0, 1)], attention_mask=attention)
+    again, _, _ = model.denoise_step(changed, active, attention_mask=attention, cache=stacked)
+    torch.testing.assert_close(again, whole)

@@ -393,11 +393,13 @@ def test_a_plain_client_model_failures_and_settings_pushed(model_dir, tmp_path):
         err = error_of(lambda: session.execute(keep))
         assert reason(err) == "modelLoadFailed" and "no-model-here" in err.message
 
-        reconfigure(session, push={"astdiffuse": {"model": str(model_dir),
-                                                  "engine": {"url": "tcp://gpu-box:7000"}}})
-        assert shown(session, "not available yet")
+        port = free_port()  # nothing listens there: the remote engine is unreachable
+        reconfigure(session, push={"astdiffuse": {"model": str(model_dir), "engine": {
+            "url": f"astdiffuse://127.0.0.1:{port}", "connectTimeout": 2}}})
         err = error_of(lambda: session.execute(keep))
-        assert reason(err) == "remoteEngineUnavailable" and "gpu-box:7000" in err.message
+        assert reason(err) == "remoteEngineUnavailable" and f"127.0.0.1:{port}" in err.message
+        assert "cannot connect" in err.message and "engine.serve" in err.message
+        assert shown(session, "cannot connect")[-1].type == types.MessageType.Error
 
         reconfigure(session, push={"astdiffuse": {"model": str(model_dir), "device": "cpu"}})
         result = session.execute(keep)
@@ -410,13 +412,17 @@ def test_a_plain_client_model_failures_and_settings_pushed(model_dir, tmp_path):
         assert session.stop() == 0
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_version_and_tcp(tmp_path):
     out = subprocess.run([sys.executable, "-m", "lsp_server", "--version"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("astdiffuse-lsp ")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     log = tmp_path / "tcp.log"
     server = subprocess.Popen([sys.executable, "-m", "lsp_server", "--tcp",
                                f"127.0.0.1:{port}", "--log-file", str(log)], cwd=ROOT,

@@ -1,10 +1,12 @@
 """lsp_server.settings: camelCase parsing into nested dataclasses, layering, and every bad
 value reported (not raised) with its default kept."""
 
+from dataclasses import replace
+
 import pytest
 
-from lsp_server.settings import (EngineSettings, Settings, camel, merge_layers, model_key,
-                                 parse_settings, remote_engine_notice, section_of)
+from lsp_server.settings import (EngineSettings, Settings, camel, engine_token, merge_layers,
+                                 model_key, parse_settings, section_of)
 
 
 def test_defaults():
@@ -21,21 +23,24 @@ def test_camel_case_keys_into_nested_dataclasses(tmp_path):
         "model": "/models/small", "device": "CUDA:1", "steps": 12, "temperature": 0,
         "candidates": 5, "contextTokens": 512, "logLevel": "DEBUG", "loadModel": "start",
         "trajectory": True,
-        "engine": {"url": "tcp://gpu-box:7878", "tokenFile": str(token_file)},
+        "engine": {"url": "astdiffuse://gpu-box:7878", "tokenFile": str(token_file),
+                   "connectTimeout": 2},
     })
     assert parsed.problems == ()
     s = parsed.settings
     assert (s.model, s.device, s.steps, s.temperature, s.candidates, s.context_tokens) == (
         "/models/small", "cuda:1", 12, 0.0, 5, 512)
     assert (s.log_level, s.load_model, s.trajectory) == ("debug", "start", True)
-    assert s.engine == EngineSettings(url="tcp://gpu-box:7878", token_file=str(token_file))
+    assert s.engine == EngineSettings(url="astdiffuse://gpu-box:7878", token_file=str(token_file),
+                                     connect_timeout=2.0)
     assert camel("context_tokens") == "contextTokens" and camel("model") == "model"
 
 
 def test_dotted_engine_keys_as_vscode_may_send_them():
-    parsed = parse_settings({"engine.url": "tls://10.0.0.2:9000", "engine.token": "abc"})
+    parsed = parse_settings({"engine.url": "astdiffuse+tls://10.0.0.2:9000",
+                             "engine.token": "abc"})
     assert parsed.problems == ()
-    assert parsed.settings.engine.url == "tls://10.0.0.2:9000"
+    assert parsed.settings.engine.url == "astdiffuse+tls://10.0.0.2:9000"
     assert parsed.settings.engine.token == "abc"
     assert "abc" not in repr(parsed.settings)  # a token never reaches a log line
 
@@ -64,10 +69,13 @@ def test_a_bad_value_is_reported_and_its_default_kept(key, value, words):
 
 
 @pytest.mark.parametrize("engine, words", [
-    ({"url": "http://gpu:80"}, "tcp://HOST:PORT"),
-    ({"url": "tcp://gpu"}, "tcp://HOST:PORT"),
-    ({"url": "tcp://gpu:99999"}, "tcp://HOST:PORT"),
+    ({"url": "http://gpu:80"}, "astdiffuse://HOST:PORT"),
+    ({"url": "astdiffuse://"}, "astdiffuse://HOST:PORT"),
+    ({"url": "astdiffuse://gpu:99999"}, "astdiffuse://HOST:PORT"),
+    ({"url": "astdiffuse://gpu:7341/path"}, "astdiffuse://HOST:PORT"),
     ({"tokenFile": "/no/such/token"}, "does not exist"),
+    ({"tlsCaFile": "/no/such/ca.pem"}, "does not exist"),
+    ({"connectTimeout": 0}, "seconds"),
     ({"colour": "blue"}, "unknown setting astdiffuse.engine.colour"),
 ])
 def test_bad_engine_settings(engine, words):
@@ -120,14 +128,22 @@ def test_layers_null_keeps_the_lower_layer():
 def test_section_of_initialization_options():
     assert section_of({"astdiffuse": {"model": "/m"}}) == {"model": "/m"}
     assert section_of({"model": "/m"}) == {"model": "/m"}  # the section itself
-    assert section_of({"engine.url": "tcp://a:1"}) == {"engine.url": "tcp://a:1"}
+    assert section_of({"engine.url": "astdiffuse://a:1"}) == {"engine.url": "astdiffuse://a:1"}
     assert section_of({"otherServer": {}}) is None
     assert section_of(None) is None and section_of("text") is None
 
 
-def test_remote_engine_notice_and_model_key():
-    assert remote_engine_notice(Settings()) is None
-    notice = remote_engine_notice(parse_settings({"engine": {"url": "tcp://gpu:1"}}).settings)
-    assert "not available yet" in notice and "tcp://gpu:1" in notice
+def test_model_key_and_the_remote_token(tmp_path, monkeypatch):
     assert model_key(Settings(model="a")) != model_key(Settings(model="b"))
     assert model_key(Settings(steps=3)) == model_key(Settings())
+    remote = parse_settings({"engine": {"url": "astdiffuse://gpu:1"}}).settings
+    assert model_key(remote)[0] == "remote"
+    monkeypatch.delenv("ASTDIFFUSE_TOKEN", raising=False)
+    assert engine_token(remote.engine) is None
+    monkeypatch.setenv("ASTDIFFUSE_TOKEN", " from-env ")
+    assert engine_token(remote.engine) == "from-env"
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    assert engine_token(replace(remote.engine, token_file=str(token_file))) == "from-file"
+    assert engine_token(replace(remote.engine, token="from-setting",
+                                token_file=str(token_file))) == "from-setting"

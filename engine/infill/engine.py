@@ -161,7 +161,12 @@ class InfillEngine:
         """Infill several requests (several documents) in one batch: their canvases share every
         model call, each keeps its own options, seed, language, progress and cancellation. A
         request that fails (a bad range, cancelled) gets its error in its place of the list; the
-        others go on. Requests that disagree on `use_cache` / `cache_refresh` run in turns."""
+        others go on. Requests that disagree on `use_cache` / `cache_refresh` run in turns.
+
+        A request decodes as it would alone except for the approximate context cache: its
+        refreshes follow the batch's steps, and repair starts once the whole batch decoded, so
+        with `cache_refresh` > 1 a batched result can differ from the solo one (both are
+        samples of the same procedure; with `cache_refresh=1` they agree)."""
         progress = progress or [None] * len(requests)
         cancelled = cancelled or [None] * len(requests)
         out: list = [None] * len(requests)

@@ -102,6 +102,7 @@ class DiffusionSampler:
         self.anchored = any(g.options.anchored for g in groups)
         self.cached = first.use_cache and hasattr(model, "denoise_step")
         self._cache = None  # kept across runs: a repair round continues on the same cache
+        self._cache_rows = None  # the batch rows [R] the cache holds, ascending
         self._since_refresh = 0  # steps since the cache was last built by a full pass
 
     def run(self, state: SamplerState, steps: int | list[int]) -> None:
@@ -126,17 +127,21 @@ class DiffusionSampler:
                 break
             if step >= hard_cap:  # cannot happen without remasking; a guard, not a schedule
                 break
-            cache = self._cache
+            # Only rows with masks left run through the model: a finished request (or length
+            # candidate) costs nothing while the others of its batch go on.
+            rows = state.masked.any(-1).nonzero().squeeze(-1)
+            cache = self._cache_for(rows, state)
             refresh = cache is None or self._since_refresh >= self.options.cache_refresh
             if cache is None and self.cached:
-                cache = self._shared_context(state, active)
+                cache = self._shared_context(state, active, rows)
                 refresh = cache is None
             if refresh:
                 self._since_refresh = 0
             want = state.masked.gather(1, active) & valid
             busy = [g for g in self.groups if bool(want[g.rows(batch)].any())]
-            logits, anchor_logits, self._cache = self._predict(state, active, want,
+            logits, anchor_logits, self._cache = self._predict(state, active, want, rows,
                                                                None if refresh else cache)
+            self._cache_rows = rows
             self._since_refresh += 1
             state.forward_passes += 1
             state.full_passes += int(refresh or not self.cached)
@@ -172,41 +177,78 @@ class DiffusionSampler:
         if all(g.stopped for g in self.groups):
             raise InfillCancelled("infill cancelled")
 
-    def _shared_context(self, state: SamplerState, active: torch.Tensor):
-        """The first cache of a batch whose rows hold the same context (length candidates,
-        samples) and nothing decoded yet: one full pass over the first row, its context keys
-        and values moved to each row's positions (`share_context`), instead of a full pass over
-        every row. None when the rows differ or the model cannot share."""
-        if state.ids.shape[0] == 1 or not hasattr(self.model, "share_context"):
+    def _cache_for(self, rows: torch.Tensor, state: SamplerState):
+        """The cache for the batch's `rows` [R]: the last one, or the part of it those rows
+        hold when some rows finished since; None when a row it lacks is back (repair)."""
+        cache, cached_rows = self._cache, self._cache_rows
+        if cache is None or torch.equal(rows, cached_rows):
+            return cache
+        where = torch.searchsorted(cached_rows, rows)
+        inside = where < cached_rows.numel()
+        if not bool(inside.all()) or not torch.equal(cached_rows[where], rows):
             return None
-        identical = bool((state.ids == state.ids[:1]).all())
-        if not identical and not bool((state.masked == state.editable).all()):
+        return self.model.select_cache(cache, where, attention_mask=state.attention_mask[rows])
+
+    def _shared_context(self, state: SamplerState, active: torch.Tensor, rows: torch.Tensor):
+        """The first cache of `rows` when each group's rows hold the same context (its length
+        candidates, samples) and nothing decoded yet: one full pass over each group's first
+        row, its context keys and values moved to the other rows' positions (`share_context`),
+        instead of a full pass over every row. None when rows differ or the model cannot
+        share (then the step is a full pass over all `rows`)."""
+        if rows.numel() == 1 or not hasattr(self.model, "share_context"):
+            return None
+        batch = state.ids.shape[0]
+        caches = []
+        for group in self.groups:
+            span = group.rows(batch)
+            mine = rows[(rows >= span.start) & (rows < span.stop)]
+            if mine.numel() == 0:
+                continue
+            cache = self._share_within(state, active, mine)
+            if cache is None:
+                return None
+            caches.append(cache)
+        if len(caches) > 1 and not hasattr(self.model, "concat_caches"):
+            return None
+        return self.model.concat_caches(caches, attention_mask=state.attention_mask[rows]) \
+            if len(caches) > 1 else caches[0]
+
+    def _share_within(self, state: SamplerState, active: torch.Tensor, rows: torch.Tensor):
+        ids, masked, editable = state.ids[rows], state.masked[rows], state.editable[rows]
+        attention = state.attention_mask[rows]
+        identical = bool((ids == ids[:1]).all())
+        if not identical and not bool((masked == editable).all()):
             return None  # spans already decoded differently: each row's context must see its own
-        context = state.attention_mask.bool() & ~state.editable
+        context = attention.bool() & ~editable
         counts = context.sum(-1)
         if int(counts.min()) != int(counts.max()):
             return None
-        positions = torch.stack([row.nonzero().squeeze(-1) for row in context])  # [B, C]
-        tokens = state.ids.gather(1, positions)
+        positions = torch.stack([row.nonzero().squeeze(-1) for row in context])  # [R, C]
+        tokens = ids.gather(1, positions)
         if not bool((tokens == tokens[:1]).all()):
             return None
-        _, _, first = self.model.denoise_step(state.ids[:1], active[:1],
-                                              attention_mask=state.attention_mask[:1])
+        _, _, first = self.model.denoise_step(ids[:1], active[rows[:1]],
+                                              attention_mask=attention[:1])
         state.forward_passes += 1
         state.full_passes += 1
-        return self.model.share_context(first, positions[0], positions,
-                                        attention_mask=state.attention_mask)
+        return self.model.share_context(first, positions[0], positions, attention_mask=attention)
 
-    def _predict(self, state: SamplerState, active: torch.Tensor, want: torch.Tensor, cache):
+    def _predict(self, state: SamplerState, active: torch.Tensor, want: torch.Tensor,
+                 rows: torch.Tensor, cache):
         """Denoiser logits and anchor logits (or None) at the `want` [B, A] entries of `active`
-        [B, A], packed [N, V], and the cache."""
+        [B, A], packed [N, V], computed over `rows` only (every want entry lies in them), and
+        the cache of those rows."""
+        everything = rows.numel() == state.ids.shape[0]
+        ids = state.ids if everything else state.ids[rows]
+        attention = state.attention_mask if everything else state.attention_mask[rows]
+        active, want = (active, want) if everything else (active[rows], want[rows])
         if self.cached:
-            return self.model.denoise_step(state.ids, active, attention_mask=state.attention_mask,
-                                           cache=cache, want=want)
-        logits = self.model.logits(state.ids, attention_mask=state.attention_mask)
+            return self.model.denoise_step(ids, active, attention_mask=attention, cache=cache,
+                                           want=want)
+        logits = self.model.logits(ids, attention_mask=attention)
         anchor = None
         if self.anchored and getattr(self.model, "has_anchor", False):
-            anchor = self.model.anchor_logits(state.ids, attention_mask=state.attention_mask)
+            anchor = self.model.anchor_logits(ids, attention_mask=attention)
         logits = gather_positions(logits, active, want)
         if anchor is not None:
             anchor = gather_positions(anchor, active, want)

@@ -78,6 +78,16 @@ def gather_positions(x: torch.Tensor, positions: torch.Tensor,
     return out if want is None else out[want]
 
 
+def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """The attention's key mask [B, 1, 1, L] bool (True: attend) for attention_mask [B, L];
+    None when nothing is padding."""
+    if attention_mask is None or bool(attention_mask.bool().all()):
+        return None
+    keys = attention_mask.bool()
+    keys = keys | ~keys.any(-1, keepdim=True)  # an all-padding row attends everywhere
+    return keys[:, None, None, :]
+
+
 class AnchoredDiffusionRMSNorm(nn.Module):
     """RMS norm over the last dimension, computed in fp32 so bf16 activations stay stable."""
 
@@ -293,12 +303,7 @@ class AnchoredDiffusionModel(PreTrainedModel):
         head_size = self.config.hidden_size // self.config.num_attention_heads
         cos, sin = rotary_cos_sin(length, head_size, self.config.rope_theta, input_ids.device,
                                   dtype)
-        key_mask = None
-        if attention_mask is not None and not bool(attention_mask.bool().all()):
-            keys = attention_mask.bool()
-            keys = keys | ~keys.any(-1, keepdim=True)  # an all-padding row attends everywhere
-            key_mask = keys[:, None, None, :]
-        return masked, cos, sin, key_mask
+        return masked, cos, sin, _key_mask(attention_mask)
 
     def _run_blocks(self, blocks: nn.ModuleList, first: int, hidden: torch.Tensor,
                     cos: torch.Tensor, sin: torch.Tensor, key_mask: torch.Tensor | None,
@@ -487,11 +492,8 @@ class AnchoredDiffusionModel(PreTrainedModel):
         length = int(attention_mask.shape[1]) if attention_mask is not None else cache.length
         if count and int(target.max()) >= length:
             raise ValueError(f"target position {int(target.max())} is outside {length} tokens")
-        key_mask = None
-        if attention_mask is not None and not bool(attention_mask.bool().all()):
-            keys = attention_mask.bool().to(target.device)
-            keys = keys | ~keys.any(-1, keepdim=True)
-            key_mask = keys[:, None, None, :]
+        key_mask = _key_mask(attention_mask.to(target.device) if attention_mask is not None
+                             else None)
         shared = self._new_cache(batch, length, key_mask)
         head_size = self.config.hidden_size // self.config.num_attention_heads
         shift = target - source.unsqueeze(0)  # [B, C]
@@ -505,6 +507,31 @@ class AnchoredDiffusionModel(PreTrainedModel):
             new_k.scatter_(2, index, rotate_by(k, shift, head_size, self.config.rope_theta))
             new_v.scatter_(2, index, old_v[:, :, source].expand(batch, -1, -1, -1))
         return shared
+
+    @torch.no_grad()
+    def select_cache(self, cache: ContextCache, rows: torch.Tensor,
+                     attention_mask: torch.Tensor | None = None) -> ContextCache:
+        """A copy of the entries of `rows` [R] of `cache`, for steps that run only those rows
+        (the others finished); attention_mask [R, L] of those rows."""
+        rows = rows.to(cache.keys[0].device if cache.keys else rows.device)
+        return ContextCache(keys=[k.index_select(0, rows) for k in cache.keys],
+                            values=[v.index_select(0, rows) for v in cache.values],
+                            key_mask=_key_mask(attention_mask), length=cache.length,
+                            batch_size=int(rows.numel()))
+
+    @torch.no_grad()
+    def concat_caches(self, caches: list[ContextCache],
+                      attention_mask: torch.Tensor | None = None) -> ContextCache:
+        """Caches of the same length stacked row-wise (several requests' canvases in one
+        batch); attention_mask [sum B, L] of all their rows."""
+        if len({c.length for c in caches}) != 1:
+            raise ValueError("caches of different lengths cannot be stacked; pad the rows first")
+        if len(caches) == 1:
+            return caches[0]
+        return ContextCache(keys=[torch.cat(k) for k in zip(*(c.keys for c in caches))],
+                            values=[torch.cat(v) for v in zip(*(c.values for c in caches))],
+                            key_mask=_key_mask(attention_mask), length=caches[0].length,
+                            batch_size=sum(c.batch_size for c in caches))
 
     def _new_cache(self, batch: int, length: int, key_mask: torch.Tensor | None) -> ContextCache:
         """An unfilled cache for `batch` sequences of `length` tokens, in the model's dtype."""
