@@ -20,6 +20,7 @@ from . import protocol as p
 
 TOKEN_ENV = "ASTDIFFUSE_TOKEN"
 MIN_TOKEN_CHARS = 16
+GPU_MAX_BATCH = 16
 
 
 class ServeError(Exception):
@@ -43,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"file holding the token clients must send (else ${TOKEN_ENV})")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate: serve over TLS")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    parser.add_argument("--max-batch", type=int, default=16,
-                        help="requests batched into one forward pass at most (default 16)")
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="requests batched into one forward pass at most (default: "
+                             f"{GPU_MAX_BATCH} on a GPU, 1 (no batching) on a CPU, where "
+                             "docs/remote.md measured no gain from it)")
     parser.add_argument("--batch-window-ms", type=float, default=5.0,
                         help="how long a lone request waits for others to batch with "
                              "(default 5 ms)")
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                           max_queued=args.max_queued).check()
         if not 0 <= args.port < 65536:
             raise ServeError(f"--port {args.port}: must be 0..65535")
-        if args.max_batch < 1:
+        if args.max_batch is not None and args.max_batch < 1:
             raise ServeError("--max-batch must be at least 1")
         token = read_token(args.token_file, args.host)
         context = tls_context(args.tls_cert, args.tls_key)
@@ -145,7 +148,8 @@ async def _serve(args, limits: p.Limits, token: str | None, context) -> int:
     except (AstdiffuseError, OSError, ValueError, RuntimeError) as err:
         print(f"engine.serve: the model failed to load: {err}", file=sys.stderr)
         return 1
-    batcher = Batcher(engine, max_batch=args.max_batch, max_queued=limits.max_queued,
+    max_batch = args.max_batch or (GPU_MAX_BATCH if engine.device.type == "cuda" else 1)
+    batcher = Batcher(engine, max_batch=max_batch, max_queued=limits.max_queued,
                       window_s=args.batch_window_ms / 1000.0)
     info = ServerInfo(model=engine.name or "default", device=str(engine.device),
                       sampling_defaults=engine.sampling_defaults)
@@ -158,7 +162,8 @@ async def _serve(args, limits: p.Limits, token: str | None, context) -> int:
     host, port = listener.sockets[0].getsockname()[:2]
     scheme = "astdiffuse+tls" if context else "astdiffuse"
     print(f"listening on {host}:{port} ({scheme}://{host}:{port}; model {info.model} on "
-          f"{info.device}{', token required' if token else ''})", flush=True)
+          f"{info.device}, batches of up to {max_batch}{', token required' if token else ''})",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -90,6 +90,25 @@ def run_clients(port: int, requests: list[InfillRequest], clients: int, per_clie
     return wall, latencies
 
 
+def in_process(engine, spans, count: int) -> dict:
+    """Seconds for `count` requests (the first spans) one by one and as one batch, after a
+    warm-up request; repair off, so only the shared forward passes differ."""
+    requests = [InfillRequest(Path(s.path).read_text(encoding="utf-8"), "python",
+                              [ByteRange(s.cursor, s.cursor)],
+                              options=InfillOptions(candidates=1, repair_rounds=0))
+                for s in spans[:count]]
+    engine.infill(requests[0])
+    began = time.perf_counter()
+    for request in requests:
+        engine.infill(request)
+    alone = time.perf_counter() - began
+    began = time.perf_counter()
+    engine.infill_many(requests)
+    batched = time.perf_counter() - began
+    return {"requests": len(requests), "one_by_one_s": round(alone, 3),
+            "batched_s": round(batched, 3), "batched_over_one_by_one": round(batched / alone, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.serve.bench",
                                      description=__doc__.split("\n\n")[0])
@@ -102,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans", type=int, default=16, help="distinct spans to cycle through")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="the server's CPU threads")
+    parser.add_argument("--in-process", type=int, default=0, metavar="N",
+                        help="instead: in this process, N requests through infill_many as one "
+                             "batch against the same N one by one (no server, no repair)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     client_counts = [int(n) for n in args.clients.split(",")]
@@ -112,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     local = InfillEngine.load(args.model, device="cpu")
     budget = min(InfillOptions().context_tokens, local.max_tokens or 10 ** 9)
     spans = select_spans(stdlib_test_files(), local, args.spans, args.seed, budget)
+    if args.in_process:
+        report = in_process(local, spans, args.in_process)
+        print(json.dumps(report, indent=1))
+        return 0
     del local
     requests = []
     for span in spans:
