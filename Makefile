@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.astdiffuse-installed
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test bench default-model clean
+.PHONY: setup demo test test-vscode bench default-model clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+	bash vscode-client/scripts/ci.sh
+
+# The VS Code extension alone (npm ci, compile, lint, tests against the real server, .vsix).
+test-vscode: $(STAMP)
+	bash vscode-client/scripts/ci.sh
 
 bench: $(STAMP)
 	$(PY) -m engine.benchmarks.syntax_throughput
