@@ -124,13 +124,7 @@ class Batcher:
 
     def _run(self, batch: list[Work]) -> None:
         began = time.perf_counter()
-        try:
-            outcomes = self.engine.infill_many(
-                [w.request for w in batch], progress=[w.progress for w in batch],
-                cancelled=[w.cancelled for w in batch])
-        except Exception as err:  # noqa: BLE001 - the model failed; every request hears it
-            log.exception("a batch of %d request(s) failed", len(batch))
-            outcomes = [err] * len(batch)
+        outcomes = self._infill(batch)
         self.stats.batches += 1
         self.stats.requests += len(batch)
         self.stats.largest = max(self.stats.largest, len(batch))
@@ -139,6 +133,20 @@ class Batcher:
                   (time.perf_counter() - began) * 1000)
         for work, outcome in zip(batch, outcomes):
             _finish(work, outcome)
+
+    def _infill(self, batch: list[Work]) -> list[Any]:
+        try:
+            return self.engine.infill_many(
+                [w.request for w in batch], progress=[w.progress for w in batch],
+                cancelled=[w.cancelled for w in batch])
+        except Exception as err:  # noqa: BLE001 - the model failed
+            if len(batch) == 1:
+                log.exception("a request failed")
+                return [err]
+        # One request's failure (a value the engine did not foresee, out of memory) must not
+        # be every request's that shared its batch: run them again one by one.
+        log.warning("a batch of %d requests failed; running them one by one", len(batch))
+        return [outcome for work in batch for outcome in self._infill([work])]
 
 
 def _finish(work: Work, outcome: Any) -> None:

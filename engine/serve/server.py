@@ -19,6 +19,8 @@ from .batcher import Batcher, QueueFullError, Work
 log = logging.getLogger(__name__)
 
 OUTBOX_PROGRESS_LIMIT = 64  # progress frames a slow client may have waiting; more are dropped
+OUTBOX_LIMIT = 32  # other frames waiting for a client that does not read them: then its
+#   next frames are not read either (else its answers pile up in the server's memory)
 
 
 class Throttle:
@@ -178,6 +180,7 @@ class _Connection:
         if not await self._hello():
             return
         while True:
+            await self._wait_for_reader()
             try:
                 message = await self.read(None)
             except p.ProtocolError as err:
@@ -193,6 +196,12 @@ class _Connection:
                 self._dispatch(message)
             except p.ProtocolError as err:
                 self.post(p.error_message(err.code, str(err), message.get("id")))
+
+    async def _wait_for_reader(self) -> None:
+        while self.outbox.qsize() - self.progress_waiting > OUTBOX_LIMIT:
+            if self.sender.done():
+                raise ConnectionError("the client is gone")
+            await asyncio.sleep(0.01)
 
     async def _hello(self) -> bool:
         try:
