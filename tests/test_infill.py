@@ -432,3 +432,71 @@ def test_a_model_file_instead_of_its_directory(tmp_path, tokenizer):
     for name in ("config.json", "tokenizer.json", "model.safetensors"):
         with pytest.raises(ModelNotFoundError, match="is a file"):
             InfillEngine.load(tmp_path / "m" / name, device="cpu")
+
+
+class RowScriptedDenoiser(ScriptedDenoiser):
+    """ScriptedDenoiser with one target row per canvas row; a call on fewer rows (the others
+    finished) gets the last ones."""
+
+    def logits(self, input_ids, attention_mask=None, masked=None):
+        full, self.targets = self.targets, self.targets[-input_ids.shape[0]:]
+        try:
+            return super().logits(input_ids, attention_mask, masked)
+        finally:
+            self.targets = full
+
+
+def test_no_repair_once_enough_candidates_are_valid(tokenizer):
+    """Two samples: the model decodes row 0 right and row 1 into ')'s. One candidate asked for:
+    row 0 is it, so the broken row is not repaired; two asked for: it is."""
+    cursor = at(SAMPLE, "return self.price")
+    wrapped, doc, canvas, target = original_canvas(tokenizer, SAMPLE, cursor)
+    close = tokenizer.convert_tokens_to_ids(")")
+    broken = torch.where(canvas.editable, torch.full_like(target, close), target)
+    n = int(canvas.editable.sum())
+    for wanted, repaired in ((1, False), (2, True)):
+        model = RowScriptedDenoiser(torch.cat([target, broken]), len(tokenizer),
+                                    wrapped.mask_id, confidence=torch.full(target.shape, 0.95))
+        engine = InfillEngine(model, tokenizer, device="cpu")
+        result = engine.infill(request(ranges=[ByteRange(cursor, cursor)], lengths=[n],
+                                       samples=2, steps=1, anchored=False, temperature=0.0,
+                                       context_tokens=512, candidates=wanted, repair_rounds=2))
+        assert result.valid
+        assert result.best.spans[0].new_text.strip() == "return self.price * self.quantity"
+        assert (model.calls > 1) == repaired
+        assert (result.steps > 1) == repaired
+
+
+class FirstCallsSay:
+    """A model whose first `calls` steps favour `token` everywhere (a broken early decode),
+    the wrapped model otherwise; everything else is the wrapped model's."""
+
+    def __init__(self, model, token: int, calls: int):
+        self.model, self.token, self.calls, self.count = model, token, calls, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def denoise_step(self, *args, **kwargs):
+        logits, anchor_logits, cache = self.model.denoise_step(*args, **kwargs)
+        self.count += 1
+        if self.count <= self.calls:
+            logits = logits.clone()
+            logits[..., self.token] += 8.0
+        return logits, anchor_logits, cache
+
+
+def test_a_repair_round_reuses_the_context_of_rows_that_finished_early(tokenizer):
+    """The 3-mask row decodes into ')'s and finishes long before the 20-mask one, so it leaves
+    the working cache; when repair remasks it, its context keys and values come from the wide
+    cache: still one full pass in the whole run."""
+    close = tokenizer.convert_tokens_to_ids(")")
+    model = FirstCallsSay(tiny_model(len(tokenizer)), close, calls=4)
+    engine = InfillEngine(model, tokenizer, device="cpu")
+    result = engine.infill(request(lengths=[3, 20], steps=10, repair_rounds=1, candidates=2,
+                                   cache_refresh=100, threshold=1.0, temperature=0.0))
+    repaired = {c.spans[0].mask_tokens for c in result.candidates if c.repair_rounds}
+    assert 3 in repaired  # the precondition: the short row was broken
+    assert result.steps > 10  # a repair round ran
+    assert result.timings.full_passes == 1
+    assert result.timings.forward_passes == result.steps + 1

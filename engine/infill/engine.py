@@ -291,7 +291,10 @@ class InfillEngine:
                 job.error = InfillCancelled("infill cancelled")
 
     def _remask_broken(self, job: "_Job") -> bool:
-        """Remask the error regions of the job's broken rows; whether any position was."""
+        """Remask the error regions of the job's broken rows; whether any position was. No
+        row is repaired once the job has as many distinct valid candidates as it returns."""
+        if len({d.new_source for d in job.decoded if d.valid}) >= job.options.candidates:
+            return False
         any_ = False
         logp = job.state.logp[job.rows].cpu()
         for decoded in job.decoded:

@@ -103,6 +103,12 @@ class DiffusionSampler:
         self.cached = first.use_cache and hasattr(model, "denoise_step")
         self._cache = None  # kept across runs: a repair round continues on the same cache
         self._cache_rows = None  # the batch rows [R] the cache holds, ascending
+        # Every row's context keys / values from its last full pass, also of rows that finished
+        # since (the working cache drops them): a repair round that remasks a finished row
+        # continues from it instead of a full pass. Only context entries are read from it;
+        # the span entries are recomputed by every step.
+        self._wide = None
+        self._wide_rows = None
         self._since_refresh = 0  # steps since the cache was last built by a full pass
 
     def run(self, state: SamplerState, steps: int | list[int]) -> None:
@@ -139,9 +145,12 @@ class DiffusionSampler:
                 self._since_refresh = 0
             want = state.masked.gather(1, active) & valid
             busy = [g for g in self.groups if bool(want[g.rows(batch)].any())]
+            built = refresh or self._cache is None
             logits, anchor_logits, self._cache = self._predict(state, active, want, rows,
                                                                None if refresh else cache)
             self._cache_rows = rows
+            if self.cached and built:
+                self._keep_wide(self._cache, rows)
             self._since_refresh += 1
             state.forward_passes += 1
             state.full_passes += int(refresh or not self.cached)
@@ -179,15 +188,34 @@ class DiffusionSampler:
 
     def _cache_for(self, rows: torch.Tensor, state: SamplerState):
         """The cache for the batch's `rows` [R]: the last one, or the part of it those rows
-        hold when some rows finished since; None when a row it lacks is back (repair)."""
-        cache, cached_rows = self._cache, self._cache_rows
-        if cache is None or torch.equal(rows, cached_rows):
-            return cache
-        where = torch.searchsorted(cached_rows, rows)
-        inside = where < cached_rows.numel()
-        if not bool(inside.all()) or not torch.equal(cached_rows[where], rows):
-            return None
-        return self.model.select_cache(cache, where, attention_mask=state.attention_mask[rows])
+        hold when some rows finished since, or (a repair round brought back a finished row) the
+        part of the wide cache; None before the first pass."""
+        for cache, cached_rows in ((self._cache, self._cache_rows),
+                                   (self._wide, self._wide_rows)):
+            if cache is None:
+                continue
+            if torch.equal(rows, cached_rows):
+                return cache
+            where = _where(cached_rows, rows)
+            if where is not None:
+                return self.model.select_cache(cache, where,
+                                               attention_mask=state.attention_mask[rows])
+        return None
+
+    def _keep_wide(self, cache, rows: torch.Tensor) -> None:
+        """Record a freshly built cache of `rows` in the wide cache: it becomes the wide cache
+        when it holds every row the wide one does, else its rows are copied into it."""
+        if self._wide is None or _where(rows, self._wide_rows) is not None:
+            self._wide, self._wide_rows = cache, rows  # the first pass, or all its rows again
+            return
+        where = _where(self._wide_rows, rows)
+        if where is None:  # rows the wide cache never had: not in one batch; start over
+            self._wide, self._wide_rows = cache, rows
+            return
+        # The working cache is a copy (select_cache) whenever it holds fewer rows, so this
+        # writes to no cache in use; the span entries it leaves stale are recomputed anyway.
+        for wide, fresh in zip(self._wide.keys + self._wide.values, cache.keys + cache.values):
+            wide.index_copy_(0, where.to(wide.device), fresh)
 
     def _shared_context(self, state: SamplerState, active: torch.Tensor, rows: torch.Tensor):
         """The first cache of `rows` when each group's rows hold the same context (its length
@@ -348,6 +376,15 @@ class DiffusionSampler:
         positions, rows = active[again], rows[again]
         state.masked[rows, positions] = True
         state.ids[rows, positions] = self.model.mask_token_id
+
+
+def _where(held: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
+    """Indices into `held` [H] (ascending) of each of `rows` [R] (ascending); None unless every
+    one of `rows` is held."""
+    where = torch.searchsorted(held, rows)
+    if not bool((where < held.numel()).all()) or not torch.equal(held[where], rows):
+        return None
+    return where
 
 
 def _active_positions(editable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
