@@ -500,3 +500,25 @@ def test_a_repair_round_reuses_the_context_of_rows_that_finished_early(tokenizer
     assert result.steps > 10  # a repair round ran
     assert result.timings.full_passes == 1
     assert result.timings.forward_passes == result.steps + 1
+
+
+@pytest.mark.parametrize("say", [")", "pad"])
+def test_keep_anchors_survive_repair_and_pads(tokenizer, say):
+    """The model writes ')' (a broken file, so repair remasks the error regions, anchors among
+    them) or pads (which end a span elsewhere) between the kept tokens: every keyword and
+    identifier of the selection is still in the span, in order."""
+    wrapped = InfillTokenizer(tokenizer)
+    token = wrapped.pad_id if say == "pad" else tokenizer.convert_tokens_to_ids(")")
+    model = FirstCallsSay(tiny_model(len(tokenizer)), token, calls=1000)
+    engine = InfillEngine(model, tokenizer, device="cpu")
+    result = engine.infill(request(keep_anchors=True, steps=4, repair_rounds=2, threshold=1.0,
+                                   temperature=0.0))
+    new = result.candidates[0].spans[0].new_text
+    words = ("return", "self", "price", "self", "quantity")
+    place = 0
+    for word in words:
+        place = new.find(word, place)
+        assert place >= 0, (word, new)
+        place += len(word)
+    if say == ")":
+        assert result.candidates[0].repair_rounds == 2 and not result.valid

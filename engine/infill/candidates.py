@@ -33,11 +33,14 @@ class DecodedRow:
         return self.parses and all(self.same_kind)
 
 
-def decode_row(canvas: Canvas, ids: torch.Tensor, row: int, tokenizer: InfillTokenizer
-               ) -> DecodedRow:
+def decode_row(canvas: Canvas, ids: torch.Tensor, row: int, tokenizer: InfillTokenizer,
+               template: bool = False) -> DecodedRow:
     """Span texts of `row` of `ids` [B, L] (CPU). A span ends at its first end token (pad or
     end-of-text: models pad the tail of a span with them, and Dream-style models may write
-    anything after); stray masks (a capped run) are dropped."""
+    anything after); stray masks (a capped run) are dropped.
+
+    `template` (keep_anchors: the slot holds the user's kept tokens between the generated
+    ones): an end token is only deleted, so that no kept token after it is lost."""
     ends_at = set(tokenizer.end_ids)
     values = ids[row].tolist()
     texts, positions, ends = [], [], []
@@ -45,6 +48,8 @@ def decode_row(canvas: Canvas, ids: torch.Tensor, row: int, tokenizer: InfillTok
         kept = []
         for p in range(start, start + length):
             if values[p] in ends_at:
+                if template:
+                    continue
                 break
             if values[p] != tokenizer.mask_id:
                 kept.append(p)

@@ -300,7 +300,9 @@ class InfillEngine:
         for decoded in job.decoded:
             if decoded.valid:
                 continue
-            positions = repair_positions(job.canvas, decoded, logp)
+            # only what the model wrote: keep_anchors' kept tokens stay as the user wrote them
+            ours = job.generated[decoded.row].tolist()
+            positions = [p for p in repair_positions(job.canvas, decoded, logp) if ours[p]]
             if positions:
                 index = torch.tensor(positions, device=self.device)
                 row = job.offset + decoded.row
@@ -336,7 +338,8 @@ class InfillEngine:
                 out.append(previous[row])  # untouched by the repair round
                 continue
             out.append(judge(job.doc, job.canvas,
-                             decode_row(job.canvas, ids, row, self.tokenizer),
+                             decode_row(job.canvas, ids, row, self.tokenizer,
+                                        template=job.options.keep_anchors),
                              kind_rule=not job.exact))
         return out
 
