@@ -15,6 +15,7 @@ the family's strings.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +26,21 @@ from .paths import EXAMPLES, ROOT
 
 HIDDEN, LAYERS, HEADS, INTERMEDIATE = 64, 2, 4, 128
 DREAM_KV_HEADS = 2
+
+
+@dataclass(frozen=True)
+class Dims:
+    """A checkpoint's transformer shape; the tests use TINY, a GPU benchmark a published one."""
+
+    hidden: int = HIDDEN
+    layers: int = LAYERS
+    heads: int = HEADS
+    kv_heads: int = DREAM_KV_HEADS
+    intermediate: int = INTERMEDIATE
+
+
+TINY = Dims()
+DREAM_7B = Dims(hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944)  # Dream-v0 7B
 BPE_VOCAB = 400
 ROW_MULTIPLE = 32  # embedding rows are padded past the tokenizer, as Qwen's and LLaDA's are
 
@@ -66,9 +82,9 @@ def _rows(tokenizer) -> int:
 
 
 def _random(shape, generator, norm: bool = False) -> torch.Tensor:
-    if norm:  # RMSNorm weights near 1
-        return 1.0 + 0.1 * torch.randn(shape, generator=generator)
-    return 0.15 * torch.randn(shape, generator=generator)
+    """float32 random weights on the generator's device; RMSNorm weights (`norm`) near 1."""
+    out = torch.randn(shape, generator=generator, device=generator.device)
+    return 1.0 + 0.1 * out if norm else 0.15 * out
 
 
 def _save(directory: Path, tensors: dict[str, torch.Tensor], shards: int) -> None:
@@ -89,8 +105,10 @@ def _save(directory: Path, tensors: dict[str, torch.Tensor], shards: int) -> Non
 
 
 def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
-                          shards: int = 1) -> Path:
-    """A tiny Dream (flavour "dream") or DiffuCoder-Instruct ("diffucoder") checkpoint."""
+                          shards: int = 1, dims: Dims = TINY, dtype: torch.dtype = torch.float32,
+                          device: str = "cpu") -> Path:
+    """A tiny Dream (flavour "dream") or DiffuCoder-Instruct ("diffucoder") checkpoint; `dims`,
+    `dtype` and `device` (where the random weights are drawn) make a large one for a benchmark."""
     if flavour not in ("dream", "diffucoder"):
         raise ValueError(f"flavour {flavour!r}: dream or diffucoder")
     directory = Path(directory)
@@ -108,16 +126,16 @@ def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
         "bos_token_id": eos,
         "eos_token_id": eos,
         "hidden_act": "silu",
-        "hidden_size": HIDDEN,
+        "hidden_size": dims.hidden,
         "initializer_range": 0.02,
-        "intermediate_size": INTERMEDIATE,
+        "intermediate_size": dims.intermediate,
         "mask_token_id": tokenizer.mask_token_id,
         "max_position_embeddings": 2048,
-        "max_window_layers": LAYERS,
+        "max_window_layers": dims.layers,
         "model_type": "Dream",
-        "num_attention_heads": HEADS,
-        "num_hidden_layers": LAYERS,
-        "num_key_value_heads": DREAM_KV_HEADS,
+        "num_attention_heads": dims.heads,
+        "num_hidden_layers": dims.layers,
+        "num_key_value_heads": dims.kv_heads,
         # DiffuCoder's config.json keeps <|endoftext|> as pad; its tokenizer pads with <|dlm_pad|>
         "pad_token_id": eos,
         "rms_norm_eps": 1e-06,
@@ -125,7 +143,7 @@ def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
         "rope_theta": 1000000.0,
         "sliding_window": None,
         "tie_word_embeddings": False,
-        "torch_dtype": "float32",  # the published files say bfloat16; these weights are float32
+        "torch_dtype": str(dtype).removeprefix("torch."),  # published: bfloat16
         "transformers_version": "4.51.3",
         "use_cache": False,
         "use_mrope": False,
@@ -133,25 +151,31 @@ def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
         "vocab_size": rows,
     }
     (directory / "config.json").write_text(json.dumps(config, indent=2))
-    generator = torch.Generator().manual_seed(seed)
-    head = HIDDEN // HEADS
-    tensors = {"model.embed_tokens.weight": _random((rows, HIDDEN), generator)}
-    for n in range(LAYERS):
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    scale = 1.0 if dims == TINY else 0.02 / 0.15  # a large one: the published init std
+
+    def rand(shape, norm: bool = False) -> torch.Tensor:
+        out = _random(shape, generator, norm)
+        return (out if norm or scale == 1.0 else out * scale).to(dtype)
+
+    head = dims.hidden // dims.heads
+    tensors = {"model.embed_tokens.weight": rand((rows, dims.hidden))}
+    for n in range(dims.layers):
         layer = f"model.layers.{n}"
-        for name, out in (("q", HEADS * head), ("k", DREAM_KV_HEADS * head),
-                          ("v", DREAM_KV_HEADS * head)):
-            tensors[f"{layer}.self_attn.{name}_proj.weight"] = _random((out, HIDDEN), generator)
-            tensors[f"{layer}.self_attn.{name}_proj.bias"] = _random((out,), generator)
-        tensors[f"{layer}.self_attn.o_proj.weight"] = _random((HIDDEN, HIDDEN), generator)
-        tensors[f"{layer}.mlp.gate_proj.weight"] = _random((INTERMEDIATE, HIDDEN), generator)
-        tensors[f"{layer}.mlp.up_proj.weight"] = _random((INTERMEDIATE, HIDDEN), generator)
-        tensors[f"{layer}.mlp.down_proj.weight"] = _random((HIDDEN, INTERMEDIATE), generator)
-        tensors[f"{layer}.input_layernorm.weight"] = _random((HIDDEN,), generator, norm=True)
-        tensors[f"{layer}.post_attention_layernorm.weight"] = _random((HIDDEN,), generator,
-                                                                      norm=True)
-    tensors["model.norm.weight"] = _random((HIDDEN,), generator, norm=True)
-    tensors["lm_head.weight"] = _random((rows, HIDDEN), generator)
-    _save(directory, tensors, shards)
+        for name, out in (("q", dims.heads * head), ("k", dims.kv_heads * head),
+                          ("v", dims.kv_heads * head)):
+            tensors[f"{layer}.self_attn.{name}_proj.weight"] = rand((out, dims.hidden))
+            tensors[f"{layer}.self_attn.{name}_proj.bias"] = rand((out,))
+        tensors[f"{layer}.self_attn.o_proj.weight"] = rand((dims.hidden, dims.hidden))
+        tensors[f"{layer}.mlp.gate_proj.weight"] = rand((dims.intermediate, dims.hidden))
+        tensors[f"{layer}.mlp.up_proj.weight"] = rand((dims.intermediate, dims.hidden))
+        tensors[f"{layer}.mlp.down_proj.weight"] = rand((dims.hidden, dims.intermediate))
+        tensors[f"{layer}.input_layernorm.weight"] = rand((dims.hidden,), norm=True)
+        tensors[f"{layer}.post_attention_layernorm.weight"] = rand((dims.hidden,), norm=True)
+    tensors["model.norm.weight"] = rand((dims.hidden,), norm=True)
+    tensors["lm_head.weight"] = rand((rows, dims.hidden))
+    _save(directory, {k: v.cpu() for k, v in tensors.items()}, shards)
     return directory
 
 
