@@ -126,9 +126,9 @@ def test_metrics_on_fixed_completions():
                                                                0.0)
     no_tests = summarize([score_completion(SECRET, "x = 1")])
     assert no_tests["pass@1"] is None and no_tests["n_with_tests"] == 0
-    # tree-sitter takes an empty block; CPython does not, so both are reported
+    # tree-sitter takes an empty block; CPython does not, nor does the syntax layer
     empty_body = score_completion(ADD, "")
-    assert empty_body.syntax_valid and not empty_body.python_compiles
+    assert not empty_body.syntax_valid and not empty_body.python_compiles
     assert not empty_body.nonempty_and_parses and empty_body.passed is False
 
 

@@ -10,7 +10,7 @@ from engine.errors import InvalidRangeError
 from engine.infill import (EXACT_MODE, ByteRange, InfillEngine, InfillOptions, InfillRequest,
                            InfillTokenizer, InvalidRequestError, build_canvas, exact_spans,
                            from_msgpack, length_candidates, to_msgpack)
-from engine.infill.candidates import DecodedRow, judge
+from engine.infill.candidates import DecodedRow, judge, repair_positions
 from engine.syntax import SourceDocument
 from engine.tokens import load_tokenizer
 from training.tokenizer import TokenizerConfig, save_tokenizer, train_tokenizer
@@ -167,6 +167,25 @@ def test_validity_is_parsing_only(tokenizer):
     assert not decoded("a\x00").valid  # garbage is never valid
     # with the kind rule an exact hole (kind statements) filled by an expression fails
     assert not judge(doc, canvas, DecodedRow(0, ["a, b"], [[]], [[]])).valid
+
+
+def test_an_exact_hole_left_empty_in_a_python_block_is_not_valid(tokenizer):
+    """Exact holes have no kind rule, so the file's syntax is all that judges them: a body
+    decoded to nothing (all pads) leaves `def total(items):` with an empty block, which
+    tree-sitter accepts and CPython does not. It is invalid, and repair remasks the span."""
+    wrapped = InfillTokenizer(tokenizer)
+    text = "def total(items):\n    return len(items)\n\n\nprint(total([1]))\n"
+    doc = SourceDocument(text, "python")
+    start = text.index("return")
+    spans = exact_spans(doc, [(start, text.index("\n\n\n"))])
+    canvas = build_canvas(doc, spans, wrapped, budget=64, length_count=1, lengths=[4],
+                          cut_at_spans=True)
+    (slot, length), = canvas.slots[0]
+    row = judge(doc, canvas, DecodedRow(0, [""], [[]], [[]]), kind_rule=False)
+    assert not row.parses and not row.valid and [e.kind for e in row.errors] == ["empty"]
+    logp = torch.zeros(canvas.input_ids.shape)
+    assert repair_positions(canvas, row, logp)  # the span's slot, not nothing
+    assert judge(doc, canvas, DecodedRow(0, ["return 0"], [[]], [[]]), kind_rule=False).valid
 
 
 def test_ranges_merge_and_bad_ranges_are_refused():

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from engine.errors import InvalidRangeError
 from engine.syntax import (MaskedSpan, SourceDocument, check_replacement, error_regions,
                            get_grammar, parses, span_for_range)
-from engine.syntax.validity import reparse
+from engine.syntax.validity import empty_nodes, reparse
 
 CODE = b"""def f(a):
     total = a + 1
@@ -33,6 +33,33 @@ def test_parses():
     assert not parses("x = (1,\n", "python")
     assert not parses("function f( {", "javascript")
     assert parses("fn main() {}", "rust")
+
+
+def test_an_empty_python_block_does_not_parse():
+    """tree-sitter-python accepts a block with nothing in it (CPython does not): the node
+    table's `nonempty` rule rejects it; other languages' empty bodies stay valid."""
+    for text in ("def f():\n\nx = 1\n", "def f():\n    # only a comment\nx = 1\n",
+                 "if x:\nelse:\n    y\n", "for a in b:\n"):
+        assert get_grammar("python").parse(text.encode()).root_node.has_error is False
+        assert not parses(text, "python"), text
+    assert parses("def f():\n    pass  # done\n", "python")
+    assert parses("function f() {}\n", "javascript") and parses("fn main() {}", "rust")
+    (empty,) = empty_nodes(SourceDocument("def f():\n\nx = 1\n", "python"))
+    assert (empty.kind, empty.node_type, empty.start_byte) == ("empty", "block", 8)
+
+
+def test_an_edit_that_empties_a_block_does_not_parse():
+    code = b"def f():\n    return 1\n\n\ndef g():\n    pass\n"
+    doc = SourceDocument(code, "python")
+    start = code.index(b"return 1")
+    span = span_for_range(doc, start, start)
+    emptied = check_replacement(doc, span, "")
+    assert not emptied.parses and [r.kind for r in emptied.error_regions] == ["empty"]
+    assert check_replacement(doc, span, "pass").ok
+    # a block that was empty before the edit is the user's, not the edit's
+    broken = SourceDocument(b"def h():\n\n" + code, "python")
+    offset = broken.source.index(b"return 1")
+    assert check_replacement(broken, span_for_range(broken, offset, offset), "return 2").parses
 
 
 def test_error_regions_locate_errors_and_missing_tokens():

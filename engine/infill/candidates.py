@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..syntax import SourceDocument, check_replacement
-from ..syntax.validity import ErrorRegion, error_regions
+from ..syntax.validity import ErrorRegion, error_regions, introduced_empty_nodes
 from .canvas import Canvas
 from .request import SpanEdit
 from .vocab import InfillTokenizer
@@ -80,15 +80,18 @@ def judge(doc: SourceDocument, canvas: Canvas, decoded: DecodedRow,
         current = SourceDocument.generated(check.new_source, doc.grammar)
     decoded.same_kind = same[::-1]
     decoded.new_source = current.source
-    decoded.parses = not current.tree.root_node.has_error
-    decoded.errors = error_regions(current) if not decoded.parses else []
+    empty = introduced_empty_nodes(doc, current.tree)  # e.g. a Python block left with nothing
+    decoded.parses = not current.tree.root_node.has_error and not empty
+    decoded.errors = sorted(error_regions(current) + empty,
+                            key=lambda r: (r.start_byte, r.end_byte)) if not decoded.parses else []
     return decoded
 
 
 def repair_positions(canvas: Canvas, decoded: DecodedRow, logp: torch.Tensor) -> list[int]:
     """Canvas positions to remask in a broken row: the tokens touching an error region (and one
-    neighbour each side, where a missing token most likely belongs); when no error falls inside
-    a span (the span parses but is of another kind), the least likely third of that span."""
+    neighbour each side, where a missing token most likely belongs); when no error falls on a
+    span's tokens but the span is of another kind, or an error touches the span where it wrote
+    nothing (it emptied a Python block), the least likely third of that span's slot."""
     out: set[int] = set()
     shift = 0
     for i, ((a, b), text) in enumerate(zip(canvas.regions, decoded.texts)):
@@ -104,9 +107,17 @@ def repair_positions(canvas: Canvas, decoded: DecodedRow, logp: torch.Tensor) ->
                            if slot_start <= p < slot_start + slot_len)
                 hit = True
             begin = end
-        if not hit and not (decoded.same_kind[i] and decoded.parses):
+        # an error at the span but at none of its tokens: the span wrote nothing there (a
+        # missing token at its edge; a Python block it emptied, which sits at the header's
+        # colon, only whitespace before the span)
+        end_ = start + len(text.encode("utf-8"))
+        touched = any((e.start_byte <= end_ and e.end_byte >= start)
+                      or (e.kind == "empty" and e.end_byte <= start
+                          and not decoded.new_source[e.end_byte:start].strip())
+                      for e in decoded.errors)
+        if not hit and (touched or not (decoded.same_kind[i] and decoded.parses)):
             slot = list(range(slot_start, slot_start + slot_len))
-            if decoded.errors and decoded.same_kind[i]:
+            if decoded.errors and decoded.same_kind[i] and not touched:
                 continue  # this span is fine; the error is elsewhere
             ranked = sorted(slot, key=lambda p: float(logp[decoded.row, p]))
             out.update(ranked[:max(1, slot_len // 3)])

@@ -13,6 +13,8 @@ Table format (every key required, every value a list of node-type names):
     expression   node types that are expressions: a selection inside one grows to the smallest
     body         node types holding a sequence of statements (a block, a class body): the containers
                  in which a selection becomes a run of siblings, and what `block` mode picks
+    nonempty     (optional) node types the language rejects without a named child other than a
+                 comment, though the grammar accepts them empty (Python's indented `block`)
 
 A node type in none of the tier lists is *unknown*: its tier is `default` and it is counted.
 """
@@ -55,6 +57,7 @@ class NodeTable:
     statements: frozenset[str]
     expressions: frozenset[str]
     bodies: frozenset[str]
+    nonempty: frozenset[str] = frozenset()
 
     def tier_name(self, node_type: str) -> str:
         """Tier a node type sets by itself: a tier name, 'inherit' or 'unknown'."""
@@ -100,6 +103,7 @@ def parse_table(name: str, raw: dict) -> NodeTable:
             tier_of[node_type] = code
     for key in _LIST_KEYS[1:]:
         _check_names(name, key, raw[key])
+    _check_names(name, "nonempty", raw.get("nonempty", []))
     return NodeTable(
         name=name,
         tier_of=tier_of,
@@ -108,6 +112,7 @@ def parse_table(name: str, raw: dict) -> NodeTable:
         statements=frozenset(raw["statement"]),
         expressions=frozenset(raw["expression"]),
         bodies=frozenset(raw["body"]),
+        nonempty=frozenset(raw.get("nonempty", [])),
     )
 
 

@@ -3,6 +3,11 @@ of the same kind as the code it replaced.
 
 A sampler uses `error_regions` to remask what tree-sitter marks as ERROR or MISSING, and
 `check_replacement` to accept or reject a candidate edit.
+
+Some code the grammars accept the language does not: tree-sitter-python parses an indented
+block with no statement in it (`def f():` followed by a dedent), CPython raises SyntaxError.
+The node tables name such node types (`nonempty`); `empty_nodes` finds them, and an edit that
+leaves more of them than the document had does not parse.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ _WHITESPACE = b" \t\r\n\f\v"
 @dataclass(frozen=True)
 class ErrorRegion:
     """Bytes [start_byte, end_byte) tree-sitter could not parse (`error`), or the place where it
-    assumed a token that is not there (`missing`, zero width; `node_type` names the token)."""
+    assumed a token that is not there (`missing`, zero width; `node_type` names the token), or a
+    node the language requires to hold something that is empty (`empty`; see `empty_nodes`)."""
 
     start_byte: int
     end_byte: int
@@ -34,10 +40,12 @@ class ErrorRegion:
 class ReplacementCheck:
     """What an edit did to the document's syntax."""
 
-    parses: bool  # the whole new document parses without ERROR or MISSING nodes
+    parses: bool  # the whole new document parses without ERROR or MISSING nodes, and the edit
+    #   left no node of a `nonempty` type empty
     same_kind: bool  # the new bytes form whole nodes of the same kind as the replaced span
     node_types: tuple[str, ...]  # types of the nodes the new bytes form ((), when they don't)
-    error_regions: tuple[ErrorRegion, ...]  # errors in the new document
+    error_regions: tuple[ErrorRegion, ...]  # errors in the new document (and its empty nodes,
+    #   when the edit added some)
     new_source: bytes  # the document after the edit
     new_span: tuple[int, int]  # bytes of the replacement in new_source
 
@@ -47,10 +55,49 @@ class ReplacementCheck:
 
 
 def parses(source: bytes | str, language: str | Grammar) -> bool:
-    """Whether the text parses with no ERROR or MISSING node."""
+    """Whether the text parses with no ERROR or MISSING node and no empty node of a type the
+    language requires to hold something (`empty_nodes`)."""
     grammar = get_grammar(language) if isinstance(language, str) else language
     data = source.encode("utf-8") if isinstance(source, str) else source
-    return not grammar.parse(data).root_node.has_error
+    tree = grammar.parse(data)
+    return not tree.root_node.has_error and not empty_nodes(tree, grammar)
+
+
+def empty_nodes(tree_or_doc: tree_sitter.Tree | SourceDocument,
+                grammar: Grammar | None = None) -> list[ErrorRegion]:
+    """Nodes of the table's `nonempty` types holding nothing but comments (kind "empty"), in
+    document order. `grammar` is needed with a bare tree."""
+    if isinstance(tree_or_doc, SourceDocument):
+        tree, grammar = tree_or_doc.tree, tree_or_doc.grammar
+    else:
+        tree = tree_or_doc
+    query = _nonempty_query(grammar)
+    if query is None:
+        return []
+    found = []
+    for nodes in tree_sitter.QueryCursor(query).captures(tree.root_node).values():
+        for node in nodes:
+            if all(child.type == "comment" for child in node.named_children):
+                found.append(ErrorRegion(node.start_byte, node.end_byte, "empty", node.type))
+    return sorted(found, key=lambda r: (r.start_byte, r.end_byte))
+
+
+_QUERIES: dict[str, tree_sitter.Query | None] = {}
+
+
+def _nonempty_query(grammar: Grammar) -> tree_sitter.Query | None:
+    if grammar.name not in _QUERIES:
+        kinds = sorted(grammar.table.table.nonempty)
+        _QUERIES[grammar.name] = tree_sitter.Query(
+            grammar.language, " ".join(f"({kind}) @node" for kind in kinds)) if kinds else None
+    return _QUERIES[grammar.name]
+
+
+def introduced_empty_nodes(before: SourceDocument, tree: tree_sitter.Tree) -> list[ErrorRegion]:
+    """The empty nodes of `tree` (an edit of `before`) when it has more than `before` had
+    (an edit that empties a Python block); [] otherwise."""
+    empty = empty_nodes(tree, before.grammar)
+    return empty if len(empty) > len(empty_nodes(before)) else []
 
 
 def error_regions(tree_or_doc: tree_sitter.Tree | SourceDocument,
@@ -90,11 +137,13 @@ def check_replacement(doc: SourceDocument, span: MaskedSpan, new_text: str | byt
     tree = reparse(doc, source, span.start_byte, span.end_byte, end)
     nodes = _exact_cover(doc.grammar, tree.root_node, source, start, end)
     same = nodes is not None and _same_kind(doc.grammar, span, nodes)
+    empty = introduced_empty_nodes(doc, tree)
     return ReplacementCheck(
-        parses=not tree.root_node.has_error,
+        parses=not tree.root_node.has_error and not empty,
         same_kind=same,
         node_types=tuple(n.type for n in nodes) if nodes else (),
-        error_regions=tuple(error_regions(tree)),
+        error_regions=tuple(sorted(error_regions(tree) + empty,
+                                   key=lambda r: (r.start_byte, r.end_byte))),
         new_source=source,
         new_span=(start, end),
     )

@@ -6,8 +6,9 @@ whitespace, strip every line's leading and trailing whitespace, and drop blank l
 indentation and trailing newlines; since it also forgets relative indentation, two Python
 middles that nest differently can match, so it is an upper bound on the as-is figure.
 
-Syntax validity is tree-sitter's (no ERROR or MISSING node), which is more lenient than CPython:
-tree-sitter-python accepts an empty block, so a body left empty "parses". For Python tasks
+Syntax validity is the syntax layer's (`engine.syntax.parses`: no ERROR or MISSING node, and no
+empty Python block, which tree-sitter-python accepts and CPython does not). It is still more
+lenient than CPython (names, `return` outside a function, ...), so for Python tasks
 `python_compiles` also asks CPython's compiler (`compile`, which runs nothing).
 """
 
