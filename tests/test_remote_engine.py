@@ -79,8 +79,10 @@ def test_a_request_end_to_end_equals_the_local_engine(server, model_dir):
 def test_the_engines_own_errors_arrive_typed(server):
     remote = RemoteEngine(server.url, TOKEN)
     bad = InfillRequest(BUFFER, "cobol", [ByteRange(0, 0)])
-    with pytest.raises(UnsupportedLanguageError, match="cobol"):
+    with pytest.raises(UnsupportedLanguageError, match="cobol") as caught:
         remote.infill(bad)
+    # its attributes travel too, as a local caller would read them
+    assert caught.value.requested == "cobol" and "python" in caught.value.supported
     assert remote.infill(request()).candidates  # the connection is still good
 
 

@@ -48,11 +48,15 @@ def _engine_error_types() -> dict[str, type]:
         SpansOverlapError, InvalidRequestError, InfillCancelled)}
 
 
-def _rebuild(cls: type, message: str) -> Exception:
-    """An instance of an engine error class carrying the server's message (the class's own
-    arguments did not travel, only its name and text)."""
+def _rebuild(cls: type, message: str, data: object = None) -> Exception:
+    """An instance of an engine error class carrying the server's message and the attributes
+    the server sent (`data`: plain values, e.g. `supported` of UnsupportedLanguageError)."""
     err = cls.__new__(cls)
     Exception.__init__(err, message)
+    if isinstance(data, dict):
+        for name, value in data.items():
+            if isinstance(name, str) and name.isidentifier() and not name.startswith("_"):
+                setattr(err, name, value)
     return err
 
 
@@ -231,7 +235,7 @@ class RemoteEngine:
         if code == p.INVALID_REQUEST:
             cls = _engine_error_types().get(str(message.get("kind", "InvalidRequestError")))
             if cls is not None:
-                raise _rebuild(cls, text)
+                raise _rebuild(cls, text, message.get("data"))
         if message.get("fatal"):
             self._drop()
         raise RemoteEngineError(f"{self._where()}: {text}", code)

@@ -127,11 +127,28 @@ class FrameBuffer:
 
 
 def error_message(code: str, message: str, request_id: Any = None, *, fatal: bool = False,
-                  kind: str | None = None) -> dict:
-    """An error frame's message; `kind` names the engine's error class for invalid-request."""
+                  kind: str | None = None, data: dict | None = None) -> dict:
+    """An error frame's message; `kind` names the engine's error class for invalid-request,
+    `data` its public attributes (`error_data`)."""
     out = {"type": "error", "id": request_id, "code": code, "message": message, "fatal": fatal}
     if kind is not None:
         out["kind"] = kind
+    if data:
+        out["data"] = data
+    return out
+
+
+def error_data(err: BaseException) -> dict:
+    """An engine error's public attributes that are plain values (str, int, float, bool, None,
+    or lists of them), e.g. UnsupportedLanguageError's `requested` and `supported`."""
+    plain = (str, int, float, bool, type(None))
+    out = {}
+    for name, value in vars(err).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, plain) or (isinstance(value, (list, tuple))
+                                        and all(isinstance(v, plain) for v in value)):
+            out[name] = list(value) if isinstance(value, tuple) else value
     return out
 
 

@@ -326,7 +326,7 @@ class _Connection:
                                           request_id))
         elif isinstance(outcome, AstdiffuseError):
             self.post(p.error_message(p.INVALID_REQUEST, str(outcome), request_id,
-                                      kind=type(outcome).__name__))
+                                      kind=type(outcome).__name__, data=p.error_data(outcome)))
         elif isinstance(outcome, BaseException):
             self.post(p.error_message(p.ENGINE_FAILED, f"the engine failed: "
                                       f"{type(outcome).__name__}: {outcome}", request_id))
