@@ -93,6 +93,15 @@ def test_statement_replaced_by_a_different_statement_kind_is_still_statements(do
     assert check.ok and check.node_types == ("raise_statement",)
 
 
+def test_statements_replaced_by_a_comment_alone_are_not_the_same_kind(doc):
+    """A comment parses where a statement was, but the code is gone; a comment after a
+    statement is fine."""
+    span = cursor(doc, b"total = a")
+    check = check_replacement(doc, span, "# total")
+    assert check.parses and not check.same_kind
+    assert check_replacement(doc, span, "total = a  # the total").ok
+
+
 def test_broken_infill_does_not_parse_and_has_error_regions(doc):
     check = check_replacement(doc, cursor(doc, b"total = a"), "total = (a +")
     assert not check.parses and not check.ok

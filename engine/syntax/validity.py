@@ -240,6 +240,8 @@ def _same_kind(grammar: Grammar, span: MaskedSpan, nodes: list[tree_sitter.Node]
         if not (node.is_extra or node.type in old_types
                 or any(table.is_statement[c.kind_id] for c in chain(node))):
             return False
+    if old_types & names.statements and all(node.is_extra for node in nodes):
+        return False  # statements replaced by comments alone: the code is gone, not rewritten
     parent = nodes[0].parent
     parent_type = parent.type if parent is not None else ""
     if span.kind == "body":
