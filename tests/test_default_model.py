@@ -19,8 +19,12 @@ def test_the_default_model_is_shipped_with_its_provenance():
     assert files == ["config.json", "model.safetensors", "tokenizer.json", "training.json"]
     assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 30 * 2**20
     record = json.loads((DEFAULT_MODEL_DIR / "training.json").read_text())
-    assert record["args"]["masking"]["masking"] == "ast-tier"
+    # stage 2 (mix masking) continued stage 1 (ast-tier); both ran to their last step
+    assert record["args"]["masking"]["masking"] == "mix"
     assert record["summary"]["steps"] == record["args"]["optim"]["steps"]
+    stage1 = record["continued_from"]
+    assert stage1["args"]["masking"]["masking"] == "ast-tier"
+    assert stage1["summary"]["steps"] == stage1["args"]["optim"]["steps"]
 
 
 def test_it_loads_without_a_path_and_infills(torch_one_thread):
