@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ..syntax import SourceDocument, check_replacement
-from ..syntax.validity import ErrorRegion, error_regions, introduced_empty_nodes
+from ..syntax.validity import ErrorRegion, edit_errors
 from .canvas import Canvas
 from .request import SpanEdit
 from .vocab import InfillTokenizer
@@ -80,10 +80,7 @@ def judge(doc: SourceDocument, canvas: Canvas, decoded: DecodedRow,
         current = SourceDocument.generated(check.new_source, doc.grammar)
     decoded.same_kind = same[::-1]
     decoded.new_source = current.source
-    empty = introduced_empty_nodes(doc, current.tree)  # e.g. a Python block left with nothing
-    decoded.parses = not current.tree.root_node.has_error and not empty
-    decoded.errors = sorted(error_regions(current) + empty,
-                            key=lambda r: (r.start_byte, r.end_byte)) if not decoded.parses else []
+    decoded.parses, decoded.errors = edit_errors(doc, current.tree)
     return decoded
 
 

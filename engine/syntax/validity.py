@@ -12,7 +12,9 @@ leaves more of them than the document had does not parse.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from functools import lru_cache
 
 import tree_sitter
 
@@ -82,22 +84,31 @@ def empty_nodes(tree_or_doc: tree_sitter.Tree | SourceDocument,
     return sorted(found, key=lambda r: (r.start_byte, r.end_byte))
 
 
-_QUERIES: dict[str, tree_sitter.Query | None] = {}
-
-
+@lru_cache(maxsize=None)
 def _nonempty_query(grammar: Grammar) -> tree_sitter.Query | None:
-    if grammar.name not in _QUERIES:
-        kinds = sorted(grammar.table.table.nonempty)
-        _QUERIES[grammar.name] = tree_sitter.Query(
-            grammar.language, " ".join(f"({kind}) @node" for kind in kinds)) if kinds else None
-    return _QUERIES[grammar.name]
+    kinds = sorted(grammar.table.table.nonempty)
+    return tree_sitter.Query(grammar.language, " ".join(f"({kind}) @node" for kind in kinds)) \
+        if kinds else None
 
 
-def introduced_empty_nodes(before: SourceDocument, tree: tree_sitter.Tree) -> list[ErrorRegion]:
-    """The empty nodes of `tree` (an edit of `before`) when it has more than `before` had
-    (an edit that empties a Python block); [] otherwise."""
+# How many empty nodes a document had: a request judges many candidate edits of one document.
+_EMPTY_BEFORE: "weakref.WeakKeyDictionary[SourceDocument, int]" = weakref.WeakKeyDictionary()
+
+
+def edit_errors(before: SourceDocument, tree: tree_sitter.Tree) -> tuple[bool, list[ErrorRegion]]:
+    """Whether `tree`, an edit of `before`, parses, and if not, its error regions: the ERROR and
+    MISSING nodes, and its empty nodes (`empty_nodes`) when it has more than `before` had (an
+    edit that empties a Python block)."""
     empty = empty_nodes(tree, before.grammar)
-    return empty if len(empty) > len(empty_nodes(before)) else []
+    if empty:
+        had = _EMPTY_BEFORE.get(before)
+        if had is None:
+            had = _EMPTY_BEFORE[before] = len(empty_nodes(before))
+        if len(empty) <= had:
+            empty = []
+    if not tree.root_node.has_error and not empty:
+        return True, []
+    return False, sorted(error_regions(tree) + empty, key=lambda r: (r.start_byte, r.end_byte))
 
 
 def error_regions(tree_or_doc: tree_sitter.Tree | SourceDocument,
@@ -137,13 +148,12 @@ def check_replacement(doc: SourceDocument, span: MaskedSpan, new_text: str | byt
     tree = reparse(doc, source, span.start_byte, span.end_byte, end)
     nodes = _exact_cover(doc.grammar, tree.root_node, source, start, end)
     same = nodes is not None and _same_kind(doc.grammar, span, nodes)
-    empty = introduced_empty_nodes(doc, tree)
+    parses_, errors = edit_errors(doc, tree)
     return ReplacementCheck(
-        parses=not tree.root_node.has_error and not empty,
+        parses=parses_,
         same_kind=same,
         node_types=tuple(n.type for n in nodes) if nodes else (),
-        error_regions=tuple(sorted(error_regions(tree) + empty,
-                                   key=lambda r: (r.start_byte, r.end_byte))),
+        error_regions=tuple(errors),
         new_source=source,
         new_span=(start, end),
     )
