@@ -297,12 +297,13 @@ class InfillEngine:
             return False
         any_ = False
         logp = job.state.logp[job.rows].cpu()
+        # only what the model wrote: keep_anchors' kept tokens stay as the user wrote them
+        ours = job.generated.cpu().tolist()
         for decoded in job.decoded:
             if decoded.valid:
                 continue
-            # only what the model wrote: keep_anchors' kept tokens stay as the user wrote them
-            ours = job.generated[decoded.row].tolist()
-            positions = [p for p in repair_positions(job.canvas, decoded, logp) if ours[p]]
+            positions = [p for p in repair_positions(job.canvas, decoded, logp)
+                         if ours[decoded.row][p]]
             if positions:
                 index = torch.tensor(positions, device=self.device)
                 row = job.offset + decoded.row
