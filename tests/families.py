@@ -81,10 +81,10 @@ def _rows(tokenizer) -> int:
     return -(-len(tokenizer) // ROW_MULTIPLE) * ROW_MULTIPLE
 
 
-def _random(shape, generator, norm: bool = False) -> torch.Tensor:
+def _random(shape, generator, norm: bool = False, std: float = 0.15) -> torch.Tensor:
     """float32 random weights on the generator's device; RMSNorm weights (`norm`) near 1."""
     out = torch.randn(shape, generator=generator, device=generator.device)
-    return 1.0 + 0.1 * out if norm else 0.15 * out
+    return 1.0 + 0.1 * out if norm else std * out
 
 
 def _save(directory: Path, tensors: dict[str, torch.Tensor], shards: int) -> None:
@@ -153,11 +153,10 @@ def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    scale = 1.0 if dims == TINY else 0.02 / 0.15  # a large one: the published init std
+    std = 0.15 if dims == TINY else 0.02  # a large one: the published initializer_range
 
     def rand(shape, norm: bool = False) -> torch.Tensor:
-        out = _random(shape, generator, norm)
-        return (out if norm or scale == 1.0 else out * scale).to(dtype)
+        return _random(shape, generator, norm, std).to(dtype)
 
     head = dims.hidden // dims.heads
     tensors = {"model.embed_tokens.weight": rand((rows, dims.hidden))}
