@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from engine.infill import ByteRange, InfillEngine, InfillOptions, InfillRequest
 from engine.infill.engine import DEFAULT_MODEL_DIR
 
@@ -27,14 +30,29 @@ def test_the_default_model_is_shipped_with_its_provenance():
     assert stage1["summary"]["steps"] == stage1["args"]["optim"]["steps"]
 
 
-def test_it_loads_without_a_path_and_infills(torch_one_thread):
-    engine = InfillEngine.load(None, device="cpu")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_it_loads_without_a_path_and_infills(torch_one_thread, dtype):
+    # Both precisions the engine picks between by CPU (bf16 where the CPU runs it natively):
+    # what the model writes differs between them, the contract must not.
+    engine = InfillEngine.load(None, device="cpu", dtype=dtype)
+    assert engine.model.dtype == dtype
     text = (ROOT / "examples" / "sample.py").read_text()
     cursor = text.encode().index(b"restocked += 1")
     result = engine.infill(InfillRequest(text, "python", [ByteRange(cursor, cursor)],
                                          options=InfillOptions(candidates=1, repair_rounds=0)))
     best = result.best
-    assert best.text.startswith(text[:cursor]) and best.spans
+    # The engine's contract, whatever this CPU's precision makes the model write (an empty
+    # infill deletes the statement with its indentation): one edit, over the selected
+    # statement (widened at most to its own line), and the rest of the file kept byte for byte.
+    assert len(best.spans) == 1
+    edit = best.spans[0]
+    line_start = text.rindex("\n", 0, cursor) + 1
+    line_end = text.index("\n", cursor) + 1
+    assert line_start <= edit.start_byte <= cursor < edit.end_byte <= line_end
+    assert "restocked += 1" in edit.old_text
+    data = text.encode()
+    assert best.text.encode() == (data[:edit.start_byte] + edit.new_text.encode()
+                                  + data[edit.end_byte:])
     assert result.valid == best.valid  # an invalid best candidate is reported, never hidden
 
 
