@@ -88,7 +88,7 @@ def _add_infill_parser(commands) -> None:
     model.add_argument("--model", metavar="PATH",
                        help="directory of a saved model with its tokenizer (default: the "
                             "shipped default model)")
-    model.add_argument("--family", choices=("anchored", "dream", "llada", "masked-lm"),
+    model.add_argument("--family", choices=FAMILIES,
                        help="the model's layout, when detecting it from config.json fails or "
                             "guesses wrong (dream: Dream, Dream-Coder, DiffuCoder)")
     model.add_argument("--trust-remote-code", action="store_true",

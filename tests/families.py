@@ -1,15 +1,28 @@
-"""Tiny checkpoints in the on-disk layout of the published diffusion code LLMs, built locally:
-config.json with the published field names (model_type, architectures and auto_map as the hub
-files have them; the modeling code auto_map names is never written), random weights under the
-published safetensors key names, and a small byte-level BPE tokenizer whose special tokens are
-the family's strings.
+"""Tiny checkpoints in the on-disk layout each published diffusion code LLM's repository has,
+built locally: config.json with the published field names (model_type, architectures and
+auto_map as the hub files have them; the code auto_map names is never written), random weights
+under the published safetensors names and sharding, and the tokenizer files as published (a
+small byte-level BPE standing in for Qwen's / LLaDA's, special tokens at ids after it in the
+published order).
 
-- `make_dream_checkpoint(dir, flavour="dream")`: Dream / Dream-Coder (Qwen2 names, q/k/v
-  biases; `<|endoftext|>` is eos and pad, `<|mask|>` the mask).
-- `make_dream_checkpoint(dir, flavour="diffucoder")`: DiffuCoder-Instruct, whose tokenizer pads
-  with `<|dlm_pad|>` while config.json keeps pad_token_id = `<|endoftext|>` as published.
-- `make_llada_checkpoint(dir)`: LLaDA 8B (OLMo-style config, `model.transformer.*` names;
-  `<|endoftext|>` eos = pad, `<|startoftext|>` bos, `<|mdm_mask|>` the mask).
+| maker                       | layout                                                       |
+|-----------------------------|--------------------------------------------------------------|
+| make_dream_checkpoint(d)    | Dream / Dream-Coder: model_type Dream, Qwen2 names with q/k/v |
+|                             | biases; slow DreamTokenizer (vocab.json + merges.txt,        |
+|                             | tokenizer_config.json with auto_map), no tokenizer.json      |
+| ... flavour="diffucoder"    | DiffuCoder-Instruct: as Dream plus <|dlm_pad|> (the pad role |
+|                             | names it only when `pad_role=True`)                          |
+| ... flavour="dreamon"       | DreamOn: as Dream plus <|expand|>                            |
+| make_open_dcoder_checkpoint | Open-dCoder: model_type qwen2, tied embeddings (no lm_head), |
+|                             | tokenizer.json with the mask <M> added, auto_map to its      |
+|                             | modeling_qwen2.py                                            |
+| make_coda_checkpoint        | CoDA: model_type CoDA, Qwen3 names with q_norm / k_norm,     |
+|                             | head_dim, <|mask|> after Qwen3's added tokens                |
+| make_llada_checkpoint       | LLaDA 8B: OLMo-style config, model.transformer.* names,      |
+|                             | tokenizer.json (PreTrainedTokenizerFast)                     |
+
+`tokenizer_reference(d)` is the `tokenizers.Tokenizer` the files were written from: a loader
+that reads them right gives the same ids.
 """
 
 from __future__ import annotations
@@ -37,26 +50,41 @@ class Dims:
     heads: int = HEADS
     kv_heads: int = DREAM_KV_HEADS
     intermediate: int = INTERMEDIATE
+    head_dim: int | None = None  # Qwen3 (CoDA): explicit, may differ from hidden / heads
 
 
 TINY = Dims()
 DREAM_7B = Dims(hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944)  # Dream-v0 7B
+QWEN25_05B = Dims(hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864)  # Open-dCoder
+CODA_17B = Dims(hidden=2048, layers=28, heads=16, kv_heads=8, intermediate=6144, head_dim=128)
 BPE_VOCAB = 400
 ROW_MULTIPLE = 32  # embedding rows are padded past the tokenizer, as Qwen's and LLaDA's are
 
-DREAM_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|beginoftext|>", "<|mask|>"]
+# Qwen2.5's added tokens in id order (151643 ...), shortened; each family appends its own.
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>",
+                 "<|fim_middle|>", "<|fim_suffix|>", "<|file_sep|>"]
+DREAM_SPECIALS = QWEN_SPECIALS + ["<|beginoftext|>", "<|mask|>"]
+CODA_SPECIALS = QWEN_SPECIALS + ["<think>", "</think>", "<tool_response>", "</tool_response>",
+                                 "<|mask|>"]
 LLADA_SPECIALS = ["<|startoftext|>", "<|endoftext|>", "<|start_header_id|>", "<|end_header_id|>",
                   "<|eot_id|>", "<|mdm_mask|>"]
+QWEN_PRETOKENIZE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+                    r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 @lru_cache(maxsize=1)
 def _bpe_json() -> str:
-    """A byte-level BPE (vocabulary BPE_VOCAB) trained on a few of the repository's files."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A byte-level BPE (vocabulary BPE_VOCAB) with Qwen2's normalizer and pre-tokenizer,
+    trained on a few of the repository's files."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, \
+        trainers
 
     files = [EXAMPLES / "sample.py", *sorted((ROOT / "engine" / "infill").glob("*.py"))[:4]]
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=BPE_VOCAB, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
@@ -64,21 +92,58 @@ def _bpe_json() -> str:
     return tokenizer.to_str()
 
 
-def save_tokenizer(directory: Path, specials: list[str], **roles: str):
-    """The BPE plus `specials` (ids after the BPE's, as in Qwen / LLaDA), saved as a
-    PreTrainedTokenizerFast with `roles` (mask_token=..., eos_token=..., ...); returns it."""
+def tokenizer_reference(specials: list[str]):
+    """The `tokenizers.Tokenizer` a checkpoint's tokenizer files are written from."""
     from tokenizers import Tokenizer
-    from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer.from_str(_bpe_json())
     backend.add_special_tokens(specials)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, **roles)
-    tokenizer.save_pretrained(directory)
-    return tokenizer
+    return backend
 
 
-def _rows(tokenizer) -> int:
-    return -(-len(tokenizer) // ROW_MULTIPLE) * ROW_MULTIPLE
+def _role(token: str | None):
+    return token
+
+
+def save_tokenizer_files(directory: Path, specials: list[str], *, slow: bool,
+                         tokenizer_class: str, auto_map: dict | None = None,
+                         **roles: str | None) -> int:
+    """Write the tokenizer files as a Qwen-family repository publishes them: vocab.json +
+    merges.txt + tokenizer_config.json (added_tokens_decoder with the published ids, roles,
+    auto_map) + special_tokens_map.json, and tokenizer.json unless `slow`. Returns the number of
+    tokens."""
+    directory.mkdir(parents=True, exist_ok=True)
+    backend = tokenizer_reference(specials)
+    data = json.loads(backend.to_str())
+    model = data["model"]
+    (directory / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
+                                          encoding="utf-8")
+    if not slow:
+        backend.save(str(directory / "tokenizer.json"))
+    base = BPE_VOCAB
+    decoder = {str(backend.token_to_id(t)): {"content": t, "lstrip": False, "normalized": False,
+                                             "rstrip": False, "single_word": False,
+                                             "special": True} for t in specials}
+    config = {"add_prefix_space": False, "added_tokens_decoder": decoder,
+              "additional_special_tokens": [t for t in specials if t.startswith("<|im")],
+              "clean_up_tokenization_spaces": False, "errors": "replace",
+              "model_max_length": 131072, "split_special_tokens": False,
+              "tokenizer_class": tokenizer_class, "unk_token": None}
+    config.update({k: v for k, v in roles.items()})
+    if auto_map:
+        config["auto_map"] = auto_map
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    special_map = {k: {"content": v, "lstrip": False, "normalized": False, "rstrip": False,
+                       "single_word": False} for k, v in roles.items() if v is not None}
+    (directory / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2))
+    assert backend.token_to_id(specials[0]) == base
+    return backend.get_vocab_size()
+
+
+def _rows(tokens: int) -> int:
+    return -(-tokens // ROW_MULTIPLE) * ROW_MULTIPLE
 
 
 def _random(shape, generator, norm: bool = False, std: float = 0.15) -> torch.Tensor:
@@ -104,32 +169,82 @@ def _save(directory: Path, tensors: dict[str, torch.Tensor], shards: int) -> Non
         {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
 
 
+def _qwen_tensors(dims: Dims, rows: int, rand, *, bias: bool, qk_norm: bool,
+                  lm_head: bool) -> dict[str, torch.Tensor]:
+    """Qwen2 / Qwen3 weight names (transformers' own, which these repositories keep)."""
+    head = dims.head_dim or dims.hidden // dims.heads
+    tensors = {"model.embed_tokens.weight": rand((rows, dims.hidden))}
+    for n in range(dims.layers):
+        layer = f"model.layers.{n}"
+        for name, out in (("q", dims.heads * head), ("k", dims.kv_heads * head),
+                          ("v", dims.kv_heads * head)):
+            tensors[f"{layer}.self_attn.{name}_proj.weight"] = rand((out, dims.hidden))
+            if bias:
+                tensors[f"{layer}.self_attn.{name}_proj.bias"] = rand((out,))
+        if qk_norm:
+            tensors[f"{layer}.self_attn.q_norm.weight"] = rand((head,), norm=True)
+            tensors[f"{layer}.self_attn.k_norm.weight"] = rand((head,), norm=True)
+        tensors[f"{layer}.self_attn.o_proj.weight"] = rand((dims.hidden, dims.heads * head))
+        tensors[f"{layer}.mlp.gate_proj.weight"] = rand((dims.intermediate, dims.hidden))
+        tensors[f"{layer}.mlp.up_proj.weight"] = rand((dims.intermediate, dims.hidden))
+        tensors[f"{layer}.mlp.down_proj.weight"] = rand((dims.hidden, dims.intermediate))
+        tensors[f"{layer}.input_layernorm.weight"] = rand((dims.hidden,), norm=True)
+        tensors[f"{layer}.post_attention_layernorm.weight"] = rand((dims.hidden,), norm=True)
+    tensors["model.norm.weight"] = rand((dims.hidden,), norm=True)
+    if lm_head:
+        tensors["lm_head.weight"] = rand((rows, dims.hidden))
+    return tensors
+
+
+def _rand(seed: int, dims: Dims, dtype: torch.dtype, device: str):
+    generator = torch.Generator(device=device).manual_seed(seed)
+    std = 0.15 if dims == TINY else 0.02  # a large one: the published initializer_range
+
+    def rand(shape, norm: bool = False) -> torch.Tensor:
+        return _random(shape, generator, norm, std).to(dtype)
+
+    return rand
+
+
+DREAM_FLAVOURS = ("dream", "diffucoder", "dreamon")
+
+
+def dream_specials(flavour: str) -> list[str]:
+    return DREAM_SPECIALS + {"dream": [], "diffucoder": ["<|dlm_pad|>"],
+                             "dreamon": ["<|expand|>"]}[flavour]
+
+
 def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
                           shards: int = 1, dims: Dims = TINY, dtype: torch.dtype = torch.float32,
-                          device: str = "cpu") -> Path:
-    """A tiny Dream (flavour "dream") or DiffuCoder-Instruct ("diffucoder") checkpoint; `dims`,
-    `dtype` and `device` (where the random weights are drawn) make a large one for a benchmark."""
-    if flavour not in ("dream", "diffucoder"):
-        raise ValueError(f"flavour {flavour!r}: dream or diffucoder")
+                          device: str = "cpu", pad_role: bool = True) -> Path:
+    """A tiny Dream / Dream-Coder ("dream"), DiffuCoder-Instruct ("diffucoder") or DreamOn
+    ("dreamon") checkpoint with the slow DreamTokenizer's files; `dims`, `dtype` and `device`
+    (where the random weights are drawn) make a large one for a benchmark. `pad_role=False`:
+    DiffuCoder's tokenizer config does not name <|dlm_pad|> as its pad token."""
+    if flavour not in DREAM_FLAVOURS:
+        raise ValueError(f"flavour {flavour!r}: one of {DREAM_FLAVOURS}")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    specials = DREAM_SPECIALS + (["<|dlm_pad|>"] if flavour == "diffucoder" else [])
-    pad = "<|dlm_pad|>" if flavour == "diffucoder" else "<|endoftext|>"
-    tokenizer = save_tokenizer(directory, specials, eos_token="<|endoftext|>", pad_token=pad,
-                               mask_token="<|mask|>")
-    rows, eos = _rows(tokenizer), tokenizer.eos_token_id
+    specials = dream_specials(flavour)
+    pad = "<|dlm_pad|>" if flavour == "diffucoder" and pad_role else "<|endoftext|>"
+    tokens = save_tokenizer_files(
+        directory, specials, slow=True, tokenizer_class="DreamTokenizer",
+        auto_map={"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
+        bos_token="<|beginoftext|>", eos_token="<|endoftext|>", pad_token=pad,
+        mask_token="<|mask|>")
+    reference = tokenizer_reference(specials)
+    rows, eos = _rows(tokens), reference.token_to_id("<|endoftext|>")
     config = {
         "architectures": ["DreamModel"],
         "attention_dropout": 0.0,
         "auto_map": {"AutoConfig": "configuration_dream.DreamConfig",
                      "AutoModel": "modeling_dream.DreamModel"},
-        "bos_token_id": eos,
+        "bos_token_id": reference.token_to_id("<|beginoftext|>"),
         "eos_token_id": eos,
         "hidden_act": "silu",
         "hidden_size": dims.hidden,
         "initializer_range": 0.02,
         "intermediate_size": dims.intermediate,
-        "mask_token_id": tokenizer.mask_token_id,
+        "mask_token_id": reference.token_to_id("<|mask|>"),
         "max_position_embeddings": 2048,
         "max_window_layers": dims.layers,
         "model_type": "Dream",
@@ -151,42 +266,94 @@ def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
         "vocab_size": rows,
     }
     (directory / "config.json").write_text(json.dumps(config, indent=2))
-    generator = torch.Generator(device=device).manual_seed(seed)
+    tensors = _qwen_tensors(dims, rows, _rand(seed, dims, dtype, device), bias=True,
+                            qk_norm=False, lm_head=True)
+    _save(directory, {k: v.cpu() for k, v in tensors.items()}, shards)
+    return directory
 
-    std = 0.15 if dims == TINY else 0.02  # a large one: the published initializer_range
 
-    def rand(shape, norm: bool = False) -> torch.Tensor:
-        return _random(shape, generator, norm, std).to(dtype)
+def make_open_dcoder_checkpoint(directory, *, seed: int = 0, dims: Dims = TINY,
+                                dtype: torch.dtype = torch.float32, device: str = "cpu") -> Path:
+    """A tiny Open-dCoder checkpoint: Qwen2.5-Coder's plain qwen2 config as Open-dLLM's upload
+    script leaves it (auto_map to its own modeling_qwen2.py, no mask_token_id), tied embeddings
+    (no lm_head.weight), and a tokenizer.json with the mask <M> added after Qwen's tokens."""
+    directory = Path(directory)
+    specials = QWEN_SPECIALS + ["<M>"]
+    tokens = save_tokenizer_files(directory, specials, slow=False,
+                                  tokenizer_class="Qwen2Tokenizer", bos_token=None,
+                                  eos_token="<|endoftext|>", pad_token="<|endoftext|>",
+                                  mask_token="<M>")
+    rows = _rows(tokens)
+    eos = tokenizer_reference(specials).token_to_id("<|endoftext|>")
+    config = {
+        "architectures": ["Qwen2ForCausalLM"],
+        "attention_dropout": 0.0,
+        "auto_map": {"AutoModelForCausalLM": "modeling_qwen2.Qwen2ForCausalLM"},
+        "bos_token_id": eos, "eos_token_id": eos, "hidden_act": "silu",
+        "hidden_size": dims.hidden, "initializer_range": 0.02,
+        "intermediate_size": dims.intermediate, "max_position_embeddings": 32768,
+        "max_window_layers": dims.layers, "model_type": "qwen2",
+        "num_attention_heads": dims.heads, "num_hidden_layers": dims.layers,
+        "num_key_value_heads": dims.kv_heads, "rms_norm_eps": 1e-06, "rope_scaling": None,
+        "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True,
+        "torch_dtype": str(dtype).removeprefix("torch."), "transformers_version": "4.46.1",
+        "trust_remote_code": True, "use_cache": True, "use_sliding_window": False,
+        "vocab_size": rows,
+    }
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    tensors = _qwen_tensors(dims, rows, _rand(seed, dims, dtype, device), bias=True,
+                            qk_norm=False, lm_head=False)
+    _save(directory, {k: v.cpu() for k, v in tensors.items()}, 1)
+    return directory
 
-    head = dims.hidden // dims.heads
-    tensors = {"model.embed_tokens.weight": rand((rows, dims.hidden))}
-    for n in range(dims.layers):
-        layer = f"model.layers.{n}"
-        for name, out in (("q", dims.heads * head), ("k", dims.kv_heads * head),
-                          ("v", dims.kv_heads * head)):
-            tensors[f"{layer}.self_attn.{name}_proj.weight"] = rand((out, dims.hidden))
-            tensors[f"{layer}.self_attn.{name}_proj.bias"] = rand((out,))
-        tensors[f"{layer}.self_attn.o_proj.weight"] = rand((dims.hidden, dims.hidden))
-        tensors[f"{layer}.mlp.gate_proj.weight"] = rand((dims.intermediate, dims.hidden))
-        tensors[f"{layer}.mlp.up_proj.weight"] = rand((dims.intermediate, dims.hidden))
-        tensors[f"{layer}.mlp.down_proj.weight"] = rand((dims.hidden, dims.intermediate))
-        tensors[f"{layer}.input_layernorm.weight"] = rand((dims.hidden,), norm=True)
-        tensors[f"{layer}.post_attention_layernorm.weight"] = rand((dims.hidden,), norm=True)
-    tensors["model.norm.weight"] = rand((dims.hidden,), norm=True)
-    tensors["lm_head.weight"] = rand((rows, dims.hidden))
+
+def make_coda_checkpoint(directory, *, seed: int = 0, dims: Dims = Dims(head_dim=32),
+                         dtype: torch.dtype = torch.float32, device: str = "cpu",
+                         shards: int = 2) -> Path:
+    """A tiny CoDA checkpoint: model_type CoDA, Qwen3 weight names with q_norm / k_norm and an
+    explicit head_dim (larger than hidden / heads, as Qwen3-1.7B's), no tie_word_embeddings in
+    config.json, <|mask|> after Qwen3's added tokens; bos = eos = <|im_end|>."""
+    directory = Path(directory)
+    specials = CODA_SPECIALS
+    tokens = save_tokenizer_files(directory, specials, slow=False,
+                                  tokenizer_class="Qwen2Tokenizer", bos_token=None,
+                                  eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  mask_token="<|mask|>")
+    reference = tokenizer_reference(specials)
+    rows = _rows(tokens)
+    config = {
+        "architectures": ["CoDALanguageModel"],
+        "attention_kernel": "flash_attention",
+        "auto_map": {"AutoConfig": "model_config.CoDAConfig",
+                     "AutoModel": "modeling_coda.CoDALanguageModel"},
+        "head_dim": dims.head_dim, "hidden_act": "silu", "hidden_size": dims.hidden,
+        "intermediate_size": dims.intermediate,
+        "mask_token_id": reference.token_to_id("<|mask|>"),
+        "max_position_embeddings": 40960, "model_type": "CoDA",
+        "num_attention_heads": dims.heads, "num_hidden_layers": dims.layers,
+        "num_key_value_heads": dims.kv_heads,
+        "pad_token_id": reference.token_to_id("<|endoftext|>"), "rms_norm_eps": 1e-06,
+        "rope_scaling": None, "rope_theta": 1000000, "torch_dtype": "float32",
+        "transformers_version": "4.47.1", "vocab_size": rows,
+    }
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    tensors = _qwen_tensors(dims, rows, _rand(seed, dims, dtype, device), bias=False,
+                            qk_norm=True, lm_head=True)
     _save(directory, {k: v.cpu() for k, v in tensors.items()}, shards)
     return directory
 
 
 def make_llada_checkpoint(directory, *, seed: int = 0, shards: int = 1,
                           weight_tying: bool = False) -> Path:
-    """A tiny LLaDA-8B-layout checkpoint (`model.transformer.*` weight names)."""
+    """A tiny LLaDA-8B-layout checkpoint (`model.transformer.*` weight names, tokenizer.json)."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = save_tokenizer(directory, LLADA_SPECIALS, bos_token="<|startoftext|>",
-                               eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                               mask_token="<|mdm_mask|>")
-    rows = _rows(tokenizer)
+    tokens = save_tokenizer_files(directory, LLADA_SPECIALS, slow=False,
+                                  tokenizer_class="PreTrainedTokenizerFast",
+                                  bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+                                  pad_token="<|endoftext|>", mask_token="<|mdm_mask|>")
+    reference = tokenizer_reference(LLADA_SPECIALS)
+    rows = _rows(tokens)
+    eos = reference.token_to_id("<|endoftext|>")
     config = {
         "activation_type": "silu",
         "alibi": False,
@@ -204,7 +371,7 @@ def make_llada_checkpoint(directory, *, seed: int = 0, shards: int = 1,
         "d_model": HIDDEN,
         "embedding_dropout": 0.0,
         "embedding_size": rows,
-        "eos_token_id": tokenizer.eos_token_id,
+        "eos_token_id": eos,
         "flash_attention": False,
         "include_bias": False,
         "include_qkv_bias": False,
@@ -215,7 +382,7 @@ def make_llada_checkpoint(directory, *, seed: int = 0, shards: int = 1,
         "input_emb_norm": False,
         "layer_norm_type": "rms",
         "layer_norm_with_affine": True,
-        "mask_token_id": tokenizer.mask_token_id,
+        "mask_token_id": reference.token_to_id("<|mdm_mask|>"),
         "max_sequence_length": 4096,
         "mlp_hidden_size": INTERMEDIATE,
         "mlp_ratio": 4,
@@ -224,7 +391,7 @@ def make_llada_checkpoint(directory, *, seed: int = 0, shards: int = 1,
         "n_heads": HEADS,
         "n_kv_heads": HEADS,
         "n_layers": LAYERS,
-        "pad_token_id": tokenizer.pad_token_id,
+        "pad_token_id": eos,
         "precision": "amp_bf16",
         "residual_dropout": 0.0,
         "rms_norm_eps": 1e-05,
@@ -255,3 +422,19 @@ def make_llada_checkpoint(directory, *, seed: int = 0, shards: int = 1,
         tensors["model.transformer.ff_out.weight"] = _random((rows, HIDDEN), generator)
     _save(directory, tensors, shards)
     return directory
+
+
+# name -> (maker, kwargs): every published layout the tests build
+LAYOUT_MAKERS = {
+    "dream": (make_dream_checkpoint, {"flavour": "dream"}),
+    "diffucoder": (make_dream_checkpoint, {"flavour": "diffucoder", "seed": 1}),
+    "dreamon": (make_dream_checkpoint, {"flavour": "dreamon", "seed": 3}),
+    "open-dcoder": (make_open_dcoder_checkpoint, {"seed": 4}),
+    "coda": (make_coda_checkpoint, {"seed": 5}),
+    "llada": (make_llada_checkpoint, {"seed": 2, "shards": 2}),
+}
+
+
+def make_checkpoint(name: str, directory) -> Path:
+    maker, kwargs = LAYOUT_MAKERS[name]
+    return maker(directory, **kwargs)

@@ -42,6 +42,7 @@ def decode_row(canvas: Canvas, ids: torch.Tensor, row: int, tokenizer: InfillTok
     `template` (keep_anchors: the slot holds the user's kept tokens between the generated
     ones): an end token is only deleted, so that no kept token after it is lost."""
     ends_at = set(tokenizer.end_ids)
+    never = tokenizer.special_ids  # no special token is ever written into the user's text
     values = ids[row].tolist()
     texts, positions, ends = [], [], []
     for start, length in canvas.slots[row]:
@@ -51,7 +52,7 @@ def decode_row(canvas: Canvas, ids: torch.Tensor, row: int, tokenizer: InfillTok
                 if template:
                     continue
                 break
-            if values[p] != tokenizer.mask_id:
+            if values[p] != tokenizer.mask_id and values[p] not in never:
                 kept.append(p)
         tokens = [values[p] for p in kept]
         texts.append(tokenizer.decode(tokens))

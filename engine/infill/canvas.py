@@ -9,6 +9,8 @@ Length rule (the infill length is unknown):
 - Explicit `lengths` replace both. The model ends a span early by emitting pad (or end-of-text)
   tokens, which are deleted, so a row only needs to be long enough; the candidates are then
   ranked by validity and model score.
+The family's frame (`InfillTokenizer.frame_start` / `frame_end`: Dream's bos, DreamOn's bos and
+eos, a masked LM's [CLS] and [SEP]) encloses the window, as the model was trained.
 Spans are cut on token boundaries: the replaced bytes are those of the tokens that overlap the
 span (a leading space that byte-level BPE glues to the first token goes with it), as in training.
 Exact holes (`cut_at_spans=True`, request mode `exact`) instead tokenize the text between the
@@ -122,7 +124,8 @@ def build_canvas(doc: SourceDocument, spans: list[MaskedSpan], tokenizer: Infill
                      for c in per_span]
     row_count = len(templates[0])
     gaps = [ids[b:a2] for (_, b), (a2, _) in zip(token_ranges, token_ranges[1:])]
-    fixed = sum(len(g) for g in gaps)
+    frame_start, frame_end = tokenizer.frame_start, tokenizer.frame_end
+    fixed = sum(len(g) for g in gaps) + len(frame_start) + len(frame_end)
     longest = max(sum(len(t[r]) for t in templates) for r in range(row_count))
     context = budget - fixed - longest
     if context < 0:
@@ -137,13 +140,14 @@ def build_canvas(doc: SourceDocument, spans: list[MaskedSpan], tokenizer: Infill
     batch: list[list[int]] = []
     slots: list[list[tuple[int, int]]] = []
     for r in range(row_count):
-        row, row_slots = list(prefix), []
+        row, row_slots = list(frame_start) + list(prefix), []
         for i, template in enumerate(templates):
             row_slots.append((len(row), len(template[r])))
             row.extend(template[r])
             if i < len(gaps):
                 row.extend(gaps[i])
         row.extend(suffix)
+        row.extend(frame_end)
         batch.extend([row] * samples)
         slots.extend([row_slots] * samples)
     width = max(len(row) for row in batch)

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from ..errors import AstdiffuseError
-from ..model.adapter import ModelLoadError, ModelNotFoundError, load_denoiser
+from ..model.adapter import ModelLoadError, ModelNotFoundError, MaskedLMDenoiser, load_denoiser
 from ..syntax import SourceDocument, masked_spans
 from .candidates import DecodedRow, decode_row, judge, repair_positions, span_edits
 from .canvas import build_canvas
@@ -125,12 +125,19 @@ class InfillEngine:
         denoiser = load_denoiser(model, device=target, dtype=dtype,
                                  trust_remote_code=trust_remote_code, family=family,
                                  device_map=device_map)
-        tokenizer = _load_tokenizer(Path(model) if Path(str(model)).is_dir() else model)
+        directory = _model_dir(model)
+        tokenizer = _load_tokenizer(directory)
         # The model knows its mask id (config.json) when its tokenizer does not name one.
         mask = getattr(tokenizer, "mask_token_id", None)
-        if mask is None:
-            mask = getattr(denoiser, "mask_token_id", None)
-        engine = cls(denoiser, InfillTokenizer(tokenizer, mask_token_id=mask),
+        if mask is None or getattr(denoiser, "spec", None) is not None:
+            mask = getattr(denoiser, "mask_token_id", None) or mask
+        spec = family_of(denoiser)
+        config = getattr(denoiser, "config", None)
+        fallback = {k: getattr(config, k, None) for k in ("bos_token_id", "eos_token_id")}
+        infill_tokenizer = InfillTokenizer(
+            tokenizer, mask_token_id=mask, end_tokens=spec.end_tokens,
+            expand_token=spec.expand_token, frame=spec.frame, fallback_ids=fallback)
+        engine = cls(denoiser, infill_tokenizer,
                      device=None if device_map is not None else target, name=str(model))
         return engine
 
@@ -367,7 +374,7 @@ class InfillEngine:
         """The current text of each span of canvas row 0 held in `ids` [L], masks shown as
         PARTIAL_MASK."""
         ids = ids.tolist()
-        drop = set(self.tokenizer.end_ids)
+        drop = self.tokenizer.special_ids
         out = []
         for start, length in canvas.slots[0]:
             pieces, run = [], []
@@ -431,21 +438,36 @@ class _Job:
         return on_step
 
 
-def _load_tokenizer(source):
-    """Our tokenizer.json (with its special tokens set), else the model's own tokenizer."""
+def _model_dir(model) -> Path:
+    """The directory holding the model's files (a hub id: its snapshot in the local cache)."""
+    from ..model.adapter import _local_dir
+
+    return _local_dir(str(model))
+
+
+def _load_tokenizer(source: Path):
+    """Our tokenizer.json (with its special tokens set), else the tokenizer files the model's
+    repository publishes, built natively (`engine.model.tokenizer_files`: never its code)."""
+    from ..model.tokenizer_files import load_published_tokenizer
     from ..tokens import load_tokenizer
 
     path = Path(str(source))
     if (path / "tokenizer.json").is_file() and _is_ours(path):
         return load_tokenizer(path)
-    from transformers import AutoTokenizer
-
     try:
-        # Never the model's own code: a config with auto_map would make transformers ask.
-        return AutoTokenizer.from_pretrained(str(source), local_files_only=True,
-                                             trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"no tokenizer beside the model at {source}: {err}") from err
+        return load_published_tokenizer(path)
+    except AstdiffuseError as err:
+        raise ModelLoadError(str(err)) from err
+
+
+def family_of(denoiser):
+    """The `FamilySpec` of a loaded denoiser: its own, else ours or the masked-LM one."""
+    from ..model.families import family_spec
+
+    spec = getattr(denoiser, "spec", None)
+    if spec is not None:
+        return spec
+    return family_spec("masked-lm" if isinstance(denoiser, MaskedLMDenoiser) else "anchored")
 
 
 def _is_ours(path: Path) -> bool:

@@ -29,12 +29,19 @@ class MissingMaskTokenError(AstdiffuseError):
 class InfillTokenizer:
     """Wraps a transformers fast tokenizer (ours from `tokenizer.json`, or a model's own).
 
-    `mask_id` must exist (MissingMaskTokenError otherwise). `end_ids` are the tokens that end a
-    span early and are deleted from its text: the pad token, and the end-of-text token (models
-    such as Dream pad a span with it).
+    `mask_id` must exist (MissingMaskTokenError otherwise). `end_ids` end a span early and are
+    deleted from its text: the pad and end-of-text roles, and the family's own end tokens
+    (`end_tokens`: DiffuCoder's <|dlm_pad|>, whatever its pad role says). `expand_id` (DreamOn's
+    <|expand|>) turns one mask into two while decoding. `special_ids` are every special token
+    but the mask: none of them is ever written into the user's text. `frame_start` /
+    `frame_end` are the ids the family's canvas starts and ends with (its `frame` roles, e.g.
+    ("bos_token", "eos_token"); a role the tokenizer lacks falls back to `fallback_ids`, the
+    model config's ids).
     """
 
-    def __init__(self, tokenizer, mask_token_id: int | None = None):
+    def __init__(self, tokenizer, mask_token_id: int | None = None, *,
+                 end_tokens: tuple = (), expand_token: str | None = None,
+                 frame: tuple = (None, None), fallback_ids: dict | None = None):
         from tokenizers import Tokenizer
 
         backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -54,7 +61,34 @@ class InfillTokenizer:
         self.vocab_size = len(tokenizer)
         pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else eos if eos is not None else self.mask_id)
-        self.end_ids = sorted({int(i) for i in (pad, eos) if i is not None} - {self.mask_id})
+        named = {int(i) for i in (self.token_id(t) for t in end_tokens) if i is not None}
+        self.end_ids = sorted(({int(i) for i in (pad, eos) if i is not None} | named)
+                              - {self.mask_id})
+        self.expand_id = self.token_id(expand_token) if expand_token else None
+        added = backend.get_added_tokens_decoder()
+        special = {int(i) for i, token in added.items() if token.special}
+        special |= {int(i) for i in tokenizer.all_special_ids}
+        self.special_ids = frozenset(special | set(self.end_ids)
+                                     | ({self.expand_id} if self.expand_id is not None else set())
+                                     ) - {self.mask_id}
+        fallback_ids = fallback_ids or {}
+        self.frame_start, self.frame_end = (
+            [] if role is None else [i for i in [self._role_id(role, fallback_ids)]
+                                     if i is not None]
+            for role in frame)
+
+    def token_id(self, token: str | None) -> int | None:
+        """The id of the token string `token`, or None when the vocabulary lacks it."""
+        if token is None:
+            return None
+        index = self.tokenizer.backend_tokenizer.token_to_id(token)
+        return None if index is None else int(index)
+
+    def _role_id(self, role: str, fallback_ids: dict) -> int | None:
+        index = getattr(self.tokenizer, f"{role}_id", None) if role.endswith("_token") else None
+        if index is None:
+            index = fallback_ids.get(role.removesuffix("_token") + "_token_id")
+        return None if index is None else int(index)
 
     def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """ids int64 [n] and byte offsets int64 [n, 2] of `text` (no special tokens added)."""
@@ -100,7 +134,7 @@ def _anchor_classes(tokenizer: InfillTokenizer, language: str) -> np.ndarray:
     classes = np.full(tokenizer.vocab_size, OTHER, dtype=np.int8)
     for i, text in enumerate(tokenizer.token_texts()):
         word = text.strip()
-        if i == tokenizer.mask_id or i in tokenizer.end_ids or not word:
+        if i == tokenizer.mask_id or i in tokenizer.special_ids or not word:
             continue
         if word in keywords:
             classes[i] = KEYWORD

@@ -236,23 +236,33 @@ def load_denoiser(name: str | Path, *, device: str | torch.device | None = None,
     model's own code instead of the native classes, pass family="masked-lm" with
     trust_remote_code=True.
     """
-    from .families import UnsupportedLayoutError, detect_family
+    from .families import UnsupportedLayoutError, detect_family, family_spec
+    from .tokenizer_files import published_tokens
 
     source, config = _config_dict(str(name))
+    directory = _local_dir(source)
+    tokens, has_mask = published_tokens(directory)
     try:
-        found = detect_family(config, family)
+        found = detect_family(config, family, tokens=tokens, has_mask_token=has_mask)
     except UnsupportedLayoutError:
-        raise
+        if not (trust_remote_code and "auto_map" in config):
+            raise
+        found = "remote-code"
     except UnsupportedModelError:
         if family is not None or "auto_map" not in config:
             raise
         found = "remote-code"
-    if found in ("dream", "llada"):
+    if found != "remote-code" and family_spec(found).native:
         from .native import load_native
 
-        return load_native(_local_dir(source), config, found, device=device, dtype=dtype,
-                           device_map=device_map, mask_token_id=mask_token_id)
+        return load_native(directory, config, found, device=device, dtype=dtype,
+                           device_map=device_map, mask_token_id=mask_token_id, name=str(name))
     if found != "anchored":
+        if mask_token_id is None and found == "remote-code":
+            from .families import REMOTE_MASK_IDS
+
+            mask_token_id = config.get("mask_token_id") or REMOTE_MASK_IDS.get(
+                str(config.get("model_type") or "").lower())
         return MaskedLMDenoiser(name, mask_token_id=mask_token_id, device=device, dtype=dtype,
                                 trust_remote_code=trust_remote_code)
     model = AnchoredDiffusionModel.from_pretrained(source, local_files_only=True,

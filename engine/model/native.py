@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import AstdiffuseError
 from .adapter import ModelLoadError, UnsupportedModelError
-from .families import DEFAULT_MASK_IDS, SAMPLING_DEFAULTS, SHIFTED_FAMILIES, native_spec
+from .families import family_spec, native_spec, sampling_for
 from .modeling import apply_subs_parameterization
 
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)  # saved by some old checkpoints, recomputed here
@@ -37,18 +38,22 @@ class NativeDiffusionLM:
     has_anchor = False
 
     def __init__(self, model: nn.Module, *, family: str, mask_token_id: int,
-                 usable_vocab: int | None = None, device_map: dict | None = None):
+                 usable_vocab: int | None = None, device_map: dict | None = None,
+                 name: str | None = None):
         self.model = model.eval()
         self.config = model.config
         self.family = family
-        self.shift_logits = family in SHIFTED_FAMILIES
+        self.spec = family_spec(family)
+        self.shift_logits = self.spec.shift
         self.vocab_size = int(model.config.vocab_size)
         self.mask_token_id = int(mask_token_id)
         self.usable_vocab = usable_vocab if usable_vocab and usable_vocab < self.vocab_size \
             else None
         self.device_map = device_map
-        self.sampling_defaults = dict(SAMPLING_DEFAULTS[family])
+        self.sampling_defaults, self.sampling_source = sampling_for(family, name)
         make_bidirectional(model)
+        if getattr(model.config, "rope_full_precision", False):
+            rotate_in_float32(model)
 
     @property
     def device(self) -> torch.device:
@@ -126,10 +131,55 @@ def make_bidirectional(model: nn.Module) -> None:
             module.is_causal = False
 
 
+def rotate_in_float32(model: nn.Module) -> None:
+    """Rotary embeddings as OLMo's `rope_full_precision` computes them (LLaDA): cos / sin and
+    the rotation of q and k in float32, the result cast back to the model's dtype. The rotary
+    module returns float32 cos / sin (q * cos then promotes to float32), and the attention
+    function registered under `_ROPE32` casts q and k back before attending."""
+    for module in model.modules():
+        if type(module).__name__.endswith("RotaryEmbedding"):
+            module.register_forward_hook(_float32_rotary, with_kwargs=True)
+    base = model.config._attn_implementation
+    model.config._attn_implementation = _register_rope32(base)
+
+
+def _float32_rotary(module, args, kwargs, output):
+    states = args[0] if args else kwargs["x"]
+    if states.dtype == torch.float32:
+        return output
+    positions = args[1] if len(args) > 1 else kwargs.get("position_ids")
+    return module.forward(states.float(), positions)
+
+
+def _register_rope32(base: str) -> str:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    name = _ROPE32 + base
+    if name not in ALL_ATTENTION_FUNCTIONS:
+        if base == "eager":
+            from transformers.models.llama.modeling_llama import eager_attention_forward as inner
+        else:
+            inner = ALL_ATTENTION_FUNCTIONS[base]
+
+        def attend(module, query, key, value, *args, **kwargs):
+            return inner(module, query.to(value.dtype), key.to(value.dtype), value, *args,
+                         **kwargs)
+
+        AttentionInterface.register(name, attend)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+    return name
+
+
+_ROPE32 = "astdiffuse_rope32_"
+
+
 def load_native(source: str | Path, config: dict, family: str, *,
                 device: str | torch.device | None = None, dtype: torch.dtype | None = None,
                 device_map: str | dict | None = None, mask_token_id: int | None = None,
-                attn_implementation: str = "sdpa") -> NativeDiffusionLM:
+                attn_implementation: str = "sdpa", name: str | None = None
+                ) -> NativeDiffusionLM:
     """Load the checkpoint in `source` (a directory) of a native `family` ("dream" or "llada";
     `config` is its raw config.json) as a `NativeDiffusionLM`, without remote code.
 
@@ -154,9 +204,12 @@ def load_native(source: str | Path, config: dict, family: str, *,
     tokenizer = _tokenizer(source)  # before the weights: a missing mask id fails fast
     mask = _mask_token(mask_token_id, config, tokenizer, source, family,
                        int(native_config.vocab_size))
+    # Tied or not as the weights say: Qwen2.5-0.5B (Open-dCoder) publishes no lm_head, CoDA's
+    # config.json leaves tie_word_embeddings to its code's default.
+    tied = "lm_head.weight" not in names
+    native_config.tie_word_embeddings = tied
     with torch.device("meta"):
         model = model_class(native_config)
-    tied = bool(getattr(native_config, "tie_word_embeddings", False))
     _check_names(model, names, tied, family, source)
     placement = _placement(model, device, device_map, dtype)
     if device.type == "cuda" and placement is None:
@@ -182,7 +235,7 @@ def load_native(source: str | Path, config: dict, family: str, *,
     model.config.mask_token_id = mask
     return NativeDiffusionLM(model, family=family, mask_token_id=mask,
                              usable_vocab=len(tokenizer) if tokenizer is not None else None,
-                             device_map=placement)
+                             device_map=placement, name=name or str(source))
 
 
 # -- files and names -----------------------------------------------------------------------------
@@ -371,27 +424,32 @@ def _config_dtype(config: dict) -> torch.dtype:
 
 
 def _tokenizer(source: Path):
-    """The tokenizer saved beside the model, or None. A plain config is passed so that
-    AutoTokenizer does not read config.json through AutoConfig, whose auto_map would prompt for
-    (or run) the model's own code."""
-    from transformers import AutoTokenizer, PretrainedConfig
+    """The tokenizer published beside the model (never its own code), or None when there are
+    no tokenizer files (the engine says so later)."""
+    from .tokenizer_files import has_tokenizer_files, load_published_tokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(str(source), local_files_only=True,
-                                             trust_remote_code=False, config=PretrainedConfig())
-    except Exception:  # no tokenizer, or one that needs remote code: the engine says so later
+    if not has_tokenizer_files(source):
         return None
+    try:
+        return load_published_tokenizer(source)
+    except AstdiffuseError as err:
+        raise ModelLoadError(str(err)) from err
 
 
 def _mask_token(explicit: int | None, config: dict, tokenizer, source: Path, family: str,
                 rows: int) -> int:
     """The mask id: the caller's, else config.json's, else the tokenizer's, else the family's
     published one."""
+    spec = family_spec(family)
     mask = explicit if explicit is not None else config.get("mask_token_id")
     if mask is None:
         mask = getattr(tokenizer, "mask_token_id", None)
+    if mask is None and tokenizer is not None and spec.mask_token is not None:
+        mask = tokenizer.convert_tokens_to_ids(spec.mask_token)
+        mask = None if mask == tokenizer.unk_token_id else mask
     if mask is None:
-        mask = DEFAULT_MASK_IDS.get(family)
+        mask = spec.mask_ids_by_type.get(str(config.get("model_type") or "").lower(),
+                                         spec.mask_id)
     if mask is None or not 0 <= int(mask) < rows:
         raise UnsupportedModelError(
             f"no usable mask token id for the {family} model in {source} (got {mask!r}, "
