@@ -50,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     spans.add_argument("--json", action="store_true", help="print one JSON object")
     _add_infill_parser(commands)
     commands.add_parser("languages", help="list the supported languages")
+    commands.add_parser("models", help="list the model families and the published checkpoints "
+                                       "`pull` knows by a short name")
+    pull = commands.add_parser(
+        "pull", help="download a published model into the local Hugging Face cache",
+        description="Download a published checkpoint (config, tokenizer and safetensors files "
+                    "only; never its Python code or pickles) into the Hugging Face cache "
+                    "(HF_HOME), with a progress bar; an interrupted download continues where it "
+                    "stopped. Afterwards `infill --model NAME` runs it offline.")
+    pull.add_argument("name", help="a short name (`python -m engine models`) or a hub id "
+                                   "(org/name)")
+    pull.add_argument("--revision", help="a branch, tag or commit (default: main)")
+    pull.add_argument("--token", help="a hub token for gated or private models (default: "
+                                      "HF_TOKEN or the one `hf auth login` saved)")
+    pull.add_argument("--no-verify", dest="verify", action="store_false",
+                      help="skip the SHA-256 check of the weight files after the download")
     return parser
 
 
@@ -85,12 +100,17 @@ def _add_infill_parser(commands) -> None:
     )
     _add_selection_arguments(infill)
     model = infill.add_argument_group("model")
-    model.add_argument("--model", metavar="PATH",
-                       help="directory of a saved model with its tokenizer (default: the "
-                            "shipped default model)")
-    model.add_argument("--family", choices=FAMILIES,
-                       help="the model's layout, when detecting it from config.json fails or "
-                            "guesses wrong (dream: Dream, Dream-Coder, DiffuCoder)")
+    model.add_argument("--model", metavar="PATH|NAME",
+                       help="directory of a saved model with its tokenizer, or a published "
+                            "model pulled before (a short name `python -m engine models` lists, "
+                            "or a hub id); default: the shipped default model")
+    model.add_argument("--download", action="store_true",
+                       help="download --model from the hub first if it is not here yet (as "
+                            "`python -m engine pull NAME`); nothing downloads without it")
+    model.add_argument("--family", metavar="NAME",
+                       help="the model's family, when detecting it from config.json and the "
+                            "tokenizer fails or guesses wrong (`python -m engine models` lists "
+                            "them)")
     model.add_argument("--trust-remote-code", action="store_true",
                        help="allow a model of another layout to run the Python code in its "
                             "directory (never needed for the families above)")
@@ -115,6 +135,11 @@ def _add_infill_parser(commands) -> None:
     sampling.add_argument("--order", choices=("confidence", "margin", "entropy"), default=None,
                           help="which masked positions go first (default: the model family's, "
                                "else confidence)")
+    sampling.add_argument("--top-p", type=float, default=None, metavar="P",
+                          help="nucleus sampling mass (default: the model family's, else 0.95)")
+    sampling.add_argument("--as-published", action="store_true",
+                          help="decode as the model's authors do: switch off the engine's own "
+                               "additions (anchored order, threshold parallel decoding, repair)")
     sampling.add_argument("--keep-anchors", action="store_true",
                           help="keep the spans' keywords and identifiers and regenerate the "
                                "rest")
@@ -147,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "languages":
             print("\n".join(supported_languages()))
             return 0
+        if args.command == "models":
+            return _models()
+        if args.command == "pull":
+            return _pull(args)
     except AstdiffuseError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -200,8 +229,12 @@ def _infill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     chosen = dict(steps=args.steps, candidates=args.candidates, seed=args.seed,
                   keep_anchors=args.keep_anchors, length_hint=args.length_hint,
                   context_tokens=args.context_tokens)
-    chosen.update({name: getattr(args, name) for name in ("temperature", "order")
+    chosen.update({name: getattr(args, name) for name in ("temperature", "order", "top_p")
                    if getattr(args, name) is not None})  # else the model family's defaults
+    if args.as_published:
+        from .model.families import AUTHORS_ONLY
+
+        chosen.update(AUTHORS_ONLY)
     request = InfillRequest(text=doc.text, language=doc.language,
                             ranges=[ByteRange(start, end) for start, end in ranges],
                             mode=args.mode, options=InfillOptions(**chosen))
@@ -210,8 +243,13 @@ def _infill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise ModelNotFoundError(args.model, f"--model {args.model} is a file; pass the directory "
                                              "the model was saved to (config.json, "
                                              "model.safetensors and tokenizer.json)")
+    model = args.model
+    if model is not None:
+        from .hub import locate
+
+        model = locate(model, download=args.download)
     with _quiet_transformers():
-        engine = InfillEngine.load(args.model, device=args.device, family=args.family,
+        engine = InfillEngine.load(model, device=args.device, family=args.family,
                                    trust_remote_code=args.trust_remote_code,
                                    device_map=args.device_map)
     request.options = engine.default_options(**chosen)
@@ -227,6 +265,27 @@ def _infill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 0
     print(f"warning: {result.message}", file=sys.stderr)
     return 1
+
+
+def _models() -> int:
+    from .model.families import SPECS
+
+    for spec in SPECS:
+        print(f"{spec.name}: {spec.title}")
+        for checkpoint in spec.checkpoints:
+            print(f"    {checkpoint.short:<26} {checkpoint.repo:<40} {checkpoint.size:>5}  "
+                  f"{checkpoint.hardware}")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from .hub import pull
+
+    path = pull(args.name, revision=args.revision, token=args.token, verify=args.verify)
+    print(path)
+    print(f"pulled {args.name}; run it with: python -m engine infill FILE --lines A:B "
+          f"--model {args.name}", file=sys.stderr)
+    return 0
 
 
 @contextlib.contextmanager

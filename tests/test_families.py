@@ -1,7 +1,9 @@
-"""Published diffusion code LLMs loaded natively (no remote code): family detection, tiny Dream /
-DiffuCoder / LLaDA checkpoints in their on-disk layout (tests/families.py) against a direct
-forward of the native transformers class, the logit shift, bidirectional attention, padding,
-the infill engine and CLI end to end, and the errors of broken checkpoints."""
+"""Published diffusion code LLMs loaded natively (no remote code), one test set per family of
+the table in engine.model.families: detection, tiny checkpoints in each family's published
+on-disk layout (tests/families.py) against a direct forward of the native transformers class
+under the family's conventions, their tokenizers as published, frames and special tokens, the
+logit shift, bidirectional attention, padding, the engine and CLI end to end, and the errors of
+broken checkpoints."""
 
 import dataclasses
 import json
@@ -10,22 +12,37 @@ import re
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import LlamaForCausalLM, Qwen2ForCausalLM
+from transformers import LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 
 import engine.model as em
 from engine.cli import main
 from engine.infill import ByteRange, InfillEngine, InfillOptions, InfillRequest
-from engine.model.families import (FAMILIES, SAMPLING_DEFAULTS, UnsupportedLayoutError,
-                                   detect_family, dream_config, llada_config)
+from engine.infill.candidates import decode_row
+from engine.model.families import (AUTHORS_ONLY, FAMILIES, SAMPLING_DEFAULTS, SPECS,
+                                   UnsupportedLayoutError, checkpoint_by_name, detect_family,
+                                   llada_config, qwen2_config, qwen3_config, sampling_for)
 from engine.model.native import NativeDiffusionLM, load_native
+from engine.model.tokenizer_files import load_published_tokenizer
 
-from .families import make_dream_checkpoint, make_llada_checkpoint
+from .families import (LAYOUT_MAKERS, dream_specials, make_checkpoint, make_dream_checkpoint,
+                       make_llada_checkpoint, tokenizer_reference, CODA_SPECIALS, LLADA_SPECIALS,
+                       QWEN_SPECIALS)
 from .paths import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-FLAVOURS = ("dream", "diffucoder", "llada")
+FLAVOURS = tuple(LAYOUT_MAKERS)  # dream, diffucoder, dreamon, open-dcoder, coda, llada
 SAMPLE = (EXAMPLES / "sample.py").read_text(encoding="utf-8")
+# What each published layout must load as: family, native class, logit shift.
+EXPECTED = {"dream": ("dream", Qwen2ForCausalLM, True),
+            "diffucoder": ("diffucoder", Qwen2ForCausalLM, True),
+            "dreamon": ("dreamon", Qwen2ForCausalLM, True),
+            "open-dcoder": ("open-dcoder", Qwen2ForCausalLM, True),
+            "coda": ("coda", Qwen3ForCausalLM, True),
+            "llada": ("llada", LlamaForCausalLM, False)}
+SPECIALS = {"dream": dream_specials("dream"), "diffucoder": dream_specials("diffucoder"),
+            "dreamon": dream_specials("dreamon"), "open-dcoder": QWEN_SPECIALS + ["<M>"],
+            "coda": CODA_SPECIALS, "llada": LLADA_SPECIALS}
 
 DREAM = {"architectures": ["DreamModel"], "model_type": "Dream",
          "auto_map": {"AutoConfig": "configuration_dream.DreamConfig",
@@ -38,9 +55,14 @@ LLADA = {"architectures": ["LLaDAModelLM"], "model_type": "llada", "block_type":
 LLADA_MOE = {"architectures": ["LLaDAMoEModelLM"], "model_type": "llada", "hidden_size": 2048,
              "num_hidden_layers": 16, "num_experts": 64, "num_experts_per_tok": 8,
              "expert_intermediate_size": 1024, "dense_intermediate_size": 8192}
+LLADA2 = {"architectures": ["LLaDA2MoeModelLM"], "model_type": "llada2_moe",
+          "auto_map": {"AutoConfig": "configuration_llada2_moe.LLaDA2MoeConfig",
+                       "AutoModelForCausalLM": "modeling_llada2_moe.LLaDA2MoeModelLM"}}
+QWEN2 = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}
+CODA = {"architectures": ["CoDALanguageModel"], "model_type": "CoDA"}
 
 # LLaDA -> Llama weight names, written out here from the research notes (independent of
-# engine.model.families): per-block ff_out is the down projection, top-level ff_out the head.
+# engine.model.layouts): per-block ff_out is the down projection, top-level ff_out the head.
 LLADA_NAMES = [(r"model\.transformer\.wte\.", "model.embed_tokens."),
                (r"model\.transformer\.ln_f\.", "model.norm."),
                (r"model\.transformer\.ff_out\.", "lm_head."),
@@ -56,9 +78,7 @@ LLADA_NAMES = [(r"model\.transformer\.wte\.", "model.embed_tokens."),
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
-    return {"dream": make_dream_checkpoint(root / "dream"),
-            "diffucoder": make_dream_checkpoint(root / "diffucoder", "diffucoder", seed=1),
-            "llada": make_llada_checkpoint(root / "llada", seed=2, shards=2)}
+    return {name: make_checkpoint(name, root / name) for name in FLAVOURS}
 
 
 @pytest.fixture(scope="module")
@@ -77,17 +97,26 @@ def llama_name(key: str) -> str:
 
 
 def reference(path, causal: bool = False):
-    """The native class built from the converted config and the renamed state dict."""
+    """The native class built from the converted config and the (renamed) state dict, tied
+    when the checkpoint has no head."""
     config = raw_config(path)
     state = {}
     for file in sorted(path.glob("*.safetensors")):
         state.update(load_file(file))
-    if config["model_type"] == "llada":
-        model = LlamaForCausalLM(llada_config(config))
+    kind = config["model_type"].lower()
+    if kind == "llada":
+        native = llada_config(config)
         state = {llama_name(k): v for k, v in state.items()}
+        model_class = LlamaForCausalLM
+    elif kind == "coda":
+        native, model_class = qwen3_config(config), Qwen3ForCausalLM
     else:
-        model = Qwen2ForCausalLM(dream_config(config))
-    model.load_state_dict(state, strict=True)
+        native, model_class = qwen2_config(config), Qwen2ForCausalLM
+    native.tie_word_embeddings = "lm_head.weight" not in state
+    model = model_class(native)
+    model.load_state_dict(state, strict=not native.tie_word_embeddings)
+    if native.tie_word_embeddings:
+        model.lm_head.weight = model.get_input_embeddings().weight
     if not causal:
         for module in model.modules():
             if hasattr(module, "is_causal"):
@@ -110,46 +139,77 @@ def random_ids(length=12, rows=2, seed=0, high=390):
     return torch.randint(0, high, (rows, length), generator=torch.Generator().manual_seed(seed))
 
 
-# --- detection ---------------------------------------------------------------------------------
+# --- the table and detection -------------------------------------------------------------------
 
-@pytest.mark.parametrize("config, family", [
-    (DREAM, "dream"),
-    ({"model_type": "dream"}, "dream"),
-    ({"architectures": ["DreamModel"]}, "dream"),
-    ({**DREAM, "mask_token_id": 151666, "pad_token_id": 151643}, "dream"),  # DiffuCoder
-    (LLADA, "llada"),
+def test_one_spec_per_family_and_every_table_derived():
+    assert FAMILIES == tuple(spec.name for spec in SPECS)
+    assert set(FAMILIES) == {"anchored", "dream", "diffucoder", "dreamon", "open-dcoder", "coda",
+                             "llada", "masked-lm"}
+    names = {f.name for f in dataclasses.fields(InfillOptions)}
+    shorts = [c.short for s in SPECS for c in s.checkpoints]
+    assert len(shorts) == len(set(shorts))  # pull's short names are unambiguous
+    for spec in SPECS:
+        for sampling in [spec.sampling] + [c.sampling for c in spec.checkpoints]:
+            assert set(sampling) <= names
+            InfillOptions(**sampling).check()
+        assert spec.sampling == SAMPLING_DEFAULTS.get(spec.name, {})
+        if spec.sampling:
+            assert spec.sampling_source  # every default says where it comes from
+        for checkpoint in spec.checkpoints:
+            assert not checkpoint.sampling or checkpoint.source
+    assert set(AUTHORS_ONLY) <= names
+
+
+@pytest.mark.parametrize("config, tokens, has_mask, family", [
+    (DREAM, set(), False, "dream"),
+    ({"model_type": "dream"}, set(), False, "dream"),
+    ({**DREAM, "mask_token_id": 151666}, {"<|dlm_pad|>"}, True, "diffucoder"),
+    (DREAM, {"<|expand|>", "<|mask|>"}, True, "dreamon"),
+    (QWEN2, {"<M>"}, True, "open-dcoder"),
+    (CODA, set(), False, "coda"),
+    (LLADA, set(), False, "llada"),
     ({"architectures": ["LLaDAModelLM"], "block_type": "llama", "d_model": 8, "n_layers": 1,
-      "n_heads": 1}, "llada"),
-    ({"model_type": em.MODEL_TYPE}, "anchored"),
-    ({"model_type": "modernbert", "architectures": ["ModernBertForMaskedLM"]}, "masked-lm"),
+      "n_heads": 1}, set(), False, "llada"),
+    ({"model_type": "illada", "architectures": ["ILLaDAForCausalLM"], "hidden_size": 64},
+     set(), False, "llada"),
+    ({"model_type": em.MODEL_TYPE}, set(), False, "anchored"),
+    ({"model_type": "modernbert", "architectures": ["ModernBertForMaskedLM"]}, set(), True,
+     "masked-lm"),
 ])
-def test_detect_family(config, family):
-    assert detect_family(config) == family
+def test_detect_family(config, tokens, has_mask, family):
+    assert detect_family(config, tokens=frozenset(tokens), has_mask_token=has_mask) == family
 
 
 def test_detect_family_override_and_unknown():
     assert detect_family({"model_type": "gpt2"}, family="dream") == "dream"
-    assert set(FAMILIES) == {"anchored", "dream", "llada", "masked-lm"}
     with pytest.raises(em.UnsupportedModelError, match="unknown model family 'qwen'"):
         detect_family(DREAM, family="qwen")
     with pytest.raises(em.UnsupportedModelError) as caught:
         detect_family({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]})
     message = str(caught.value)
-    for expected in ("'gpt2'", "GPT2LMHeadModel", "dream", "llada", "masked-lm", "anchored"):
+    for expected in ("'gpt2'", "GPT2LMHeadModel", *FAMILIES):
         assert expected in message
+    # a plain Qwen2.5 (no mask token) is an autoregressive LM, not Open-dCoder: said so
+    with pytest.raises(em.UnsupportedModelError, match="only when its tokenizer has a mask"):
+        detect_family(QWEN2)
 
 
-def test_llada_moe_and_other_layouts_refused(tmp_path):
+def test_moe_layouts_refused_natively_but_offered_their_own_code(tmp_path):
     with pytest.raises(UnsupportedLayoutError, match="mixture-of-experts.*num_experts"):
         detect_family(LLADA_MOE)
+    with pytest.raises(UnsupportedLayoutError, match="llada2_moe.*trust_remote_code=True"):
+        detect_family(LLADA2)
     with pytest.raises(UnsupportedLayoutError, match="block_type='sequential'"):
         detect_family({**LLADA, "block_type": "sequential"})
     with pytest.raises(UnsupportedLayoutError, match="alibi=True"):
         llada_config({**LLADA, "alibi": True})
     (tmp_path / "config.json").write_text(json.dumps({**LLADA_MOE, "auto_map": LLADA["auto_map"]}))
-    for trust in (False, True):  # refused, not handed to its own code
-        with pytest.raises(UnsupportedLayoutError, match="LLaDA-MoE"):
-            em.load_denoiser(tmp_path, trust_remote_code=trust)
+    with pytest.raises(UnsupportedLayoutError, match="trust_remote_code=True"):
+        em.load_denoiser(tmp_path)
+    # with permission it goes to its own code (absent here: a clear load error, not a refusal)
+    with pytest.raises(em.ModelLoadError) as caught:
+        em.load_denoiser(tmp_path, trust_remote_code=True)
+    assert not isinstance(caught.value, UnsupportedLayoutError)
 
 
 def test_unknown_remote_code_model_still_needs_permission(tmp_path):
@@ -159,19 +219,49 @@ def test_unknown_remote_code_model_still_needs_permission(tmp_path):
         em.load_denoiser(tmp_path)
 
 
+def test_known_checkpoints_and_their_sampling():
+    spec, checkpoint = checkpoint_by_name("dream-coder-7b-instruct")
+    assert (spec.name, checkpoint.repo) == ("dream", "Dream-org/Dream-Coder-v0-Instruct-7B")
+    assert checkpoint_by_name("/models/Dream-Coder-v0-Instruct-7B/")[1] is checkpoint
+    assert checkpoint_by_name(
+        "/h/hub/models--Dream-org--Dream-Coder-v0-Instruct-7B/snapshots/abc")[1] is checkpoint
+    assert checkpoint_by_name("my-model") is None
+    assert sampling_for("dream", "Dream-org/Dream-Coder-v0-Instruct-7B")[0]["temperature"] == 0.1
+    assert sampling_for("dream", "somewhere/else")[0]["temperature"] == 0.2
+    assert sampling_for("diffucoder", "apple/DiffuCoder-7B-Instruct")[0]["temperature"] == 0.3
+    assert sampling_for("dreamon")[0]["top_p"] == 0.9
+
+
 # --- the tiny checkpoints against the native classes --------------------------------------------
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_published_tokenizer_gives_the_published_ids(flavour, checkpoints):
+    path = checkpoints[flavour]
+    if flavour in ("dream", "diffucoder", "dreamon"):  # the slow DreamTokenizer's files only
+        assert not (path / "tokenizer.json").exists() and (path / "merges.txt").is_file()
+        assert "auto_map" in json.loads((path / "tokenizer_config.json").read_text())
+    tokenizer = load_published_tokenizer(path)
+    expected = tokenizer_reference(SPECIALS[flavour])
+    text = SAMPLE + "\nnaïve = 'héllo'  # \t tabs\r\n" + "".join(SPECIALS[flavour][:3])
+    assert tokenizer(text, add_special_tokens=False)["input_ids"] == expected.encode(
+        text, add_special_tokens=False).ids
+    for token in SPECIALS[flavour]:
+        assert tokenizer.convert_tokens_to_ids(token) == expected.token_to_id(token)
+    assert tokenizer.decode(expected.encode(SAMPLE).ids) == SAMPLE
+
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_loads_natively_with_the_family_logit_convention(flavour, checkpoints, denoisers):
     path, denoiser = checkpoints[flavour], denoisers[flavour]
     config = raw_config(path)
+    family, model_class, shifted = EXPECTED[flavour]
     assert "auto_map" in config and not list(path.glob("*.py"))  # no code to run, none needed
     assert isinstance(denoiser, NativeDiffusionLM) and isinstance(denoiser, em.Denoiser)
-    family = "llada" if flavour == "llada" else "dream"
-    assert (denoiser.family, denoiser.shift_logits) == (family, family == "dream")
-    assert type(denoiser.model) is (LlamaForCausalLM if family == "llada" else Qwen2ForCausalLM)
-    assert denoiser.mask_token_id == config["mask_token_id"]
-    assert denoiser.vocab_size == config["vocab_size"]
+    assert (denoiser.family, denoiser.shift_logits) == (family, shifted)
+    assert type(denoiser.model) is model_class
+    mask = config.get("mask_token_id") or load_published_tokenizer(path).mask_token_id
+    assert denoiser.mask_token_id == mask
+    assert denoiser.vocab_size == config.get("vocab_size", config.get("embedding_size"))
     assert denoiser.device == torch.device("cpu") and denoiser.dtype == torch.float32
     assert denoiser.anchor_logits(random_ids()) is None
     usable = denoiser.usable_vocab
@@ -183,19 +273,19 @@ def test_loads_natively_with_the_family_logit_convention(flavour, checkpoints, d
     ids = ids.masked_fill(masked, denoiser.mask_token_id)
     raw = reference_logits(reference(path), ids)
     logits = denoiser.logits(ids, masked=masked)
-    # Explicit shift: wrapper position i is raw position i - 1 for Dream, i for LLaDA.
-    source = torch.arange(ids.shape[1]) - (1 if family == "dream" else 0)
+    # Explicit shift: wrapper position i is raw position i - 1 for shifted families.
+    source = torch.arange(ids.shape[1]) - (1 if shifted else 0)
     expected = raw[:, source.clamp_min(0)]
     keep = torch.ones(denoiser.vocab_size, dtype=torch.bool)
     keep[denoiser.mask_token_id] = False
     keep[usable:] = False
-    torch.testing.assert_close(logits[masked][:, keep], expected[masked][:, keep])
+    assert (logits[masked][:, keep] - expected[masked][:, keep]).abs().max() <= 1e-4
     assert torch.isinf(logits[masked][:, ~keep]).all()
     assert torch.equal(logits[~masked].argmax(-1), ids[~masked])  # SUBS: visible carried over
     assert (logits[~masked].softmax(-1).max(-1).values == 1).all()
     unshifted = denoiser.forward_logits(ids)
-    torch.testing.assert_close(unshifted[..., :usable], expected[..., :usable])
-    if family == "dream":
+    assert (unshifted[..., :usable] - expected[..., :usable]).abs().max() <= 1e-4
+    if shifted:
         torch.testing.assert_close(unshifted[:, 5, :usable], raw[:, 4, :usable])
 
 
@@ -250,41 +340,122 @@ def test_tied_llada_and_dtype(tmp_path):
     assert torch.isfinite(denoiser.forward_logits(random_ids())[..., :denoiser.usable_vocab]).all()
 
 
-def test_sampling_defaults_are_infill_options():
-    names = {f.name for f in dataclasses.fields(InfillOptions)}
-    assert SAMPLING_DEFAULTS["dream"] == {"order": "entropy", "temperature": 0.2, "top_p": 0.95}
-    assert SAMPLING_DEFAULTS["llada"] == {"order": "confidence", "temperature": 0.0}
-    for defaults in SAMPLING_DEFAULTS.values():
-        assert set(defaults) <= names
-        InfillOptions(**defaults).check()
+def test_llada_rotates_q_and_k_in_float32(checkpoints):
+    """rope_full_precision (published true): in bf16, q and k are rotated in float32 and cast
+    back, as OLMo's RotaryEmbedding does; the attention sees exactly that."""
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    denoiser = em.load_denoiser(checkpoints["llada"], dtype=torch.bfloat16)
+    attention = denoiser.model.model.layers[0].self_attn
+    seen = {}
+    attention.q_proj.register_forward_hook(lambda m, a, out: seen.update(q=out))
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    name = denoiser.model.config._attn_implementation
+    assert name.startswith("astdiffuse_rope32_")
+    inner = ALL_ATTENTION_FUNCTIONS[name]
+
+    def spy(module, query, key, value, *args, **kwargs):
+        if module is attention:
+            seen["rotated"] = query
+        return inner(module, query, key, value, *args, **kwargs)
+
+    ALL_ATTENTION_FUNCTIONS[name] = spy
+    try:
+        ids = random_ids(rows=1, seed=8)
+        denoiser.forward_logits(ids)
+    finally:
+        ALL_ATTENTION_FUNCTIONS[name] = inner
+    heads, dim = attention.config.num_attention_heads, attention.head_dim
+    q = seen["q"].view(1, ids.shape[1], heads, dim).transpose(1, 2)
+    positions = torch.arange(ids.shape[1])[None]
+    cos, sin = denoiser.model.model.rotary_emb.forward(q.float(), positions)
+    full = ((q.float() * cos[:, None]) + rotate_half(q.float()) * sin[:, None]).to(q.dtype)
+    # rotated in float32; the attention function casts it back before attending
+    assert seen["rotated"].dtype == torch.float32
+    assert torch.equal(seen["rotated"].to(q.dtype), full)
+    half = (q * cos[:, None].to(q.dtype)) + rotate_half(q) * sin[:, None].to(q.dtype)
+    assert not torch.equal(seen["rotated"].to(q.dtype), half)  # what a bf16 rotation would have given
 
 
-# --- end to end ----------------------------------------------------------------------------------
+# --- frames and special tokens -----------------------------------------------------------------
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_canvas_frame_as_trained(flavour, checkpoints):
+    engine = InfillEngine.load(checkpoints[flavour], device="cpu")
+    tokenizer = engine.tokenizer
+    start = {"dream": "<|beginoftext|>", "diffucoder": "<|beginoftext|>",
+             "dreamon": "<|beginoftext|>", "llada": "<|startoftext|>"}.get(flavour)
+    end = "<|endoftext|>" if flavour == "dreamon" else None
+    ids = lambda token: [] if token is None else [tokenizer.token_id(token)]  # noqa: E731
+    assert (tokenizer.frame_start, tokenizer.frame_end) == (ids(start), ids(end))
+    from engine.infill.canvas import build_canvas
+    from engine.syntax import SourceDocument, masked_spans
+
+    doc = SourceDocument(SAMPLE[:200], "python")  # a hole at the very start of the file
+    spans = masked_spans(doc, [(0, 10)], "node")
+    canvas = build_canvas(doc, spans, tokenizer, budget=128, length_count=1)
+    row = canvas.input_ids[0].tolist()
+    assert row[:len(ids(start))] == ids(start)
+    assert canvas.slots[0][0][0] == len(ids(start))  # the mask run follows the frame
+    assert row[len(row) - len(ids(end)):] == ids(end) or not ids(end)
+
+
+def test_no_special_token_reaches_the_text(tmp_path):
+    """DiffuCoder whose tokenizer config does not call <|dlm_pad|> its pad: still an end token;
+    any other special token the model writes is dropped, never written into the file."""
+    path = make_dream_checkpoint(tmp_path / "diffucoder", "diffucoder", pad_role=False)
+    engine = InfillEngine.load(path, device="cpu")
+    tokenizer = engine.tokenizer
+    assert tokenizer.tokenizer.pad_token == "<|endoftext|>"
+    dlm_pad = tokenizer.token_id("<|dlm_pad|>")
+    assert dlm_pad in tokenizer.end_ids
+    from engine.infill.canvas import build_canvas
+    from engine.syntax import SourceDocument, masked_spans
+
+    text = "x = compute()\ny = 2\n"
+    doc = SourceDocument(text, "python")
+    canvas = build_canvas(doc, masked_spans(doc, [(0, 13)], "node"), tokenizer, budget=64,
+                          length_count=1, lengths=[8])
+    start, length = canvas.slots[0][0]
+    written = tokenizer.encode("x")[0].tolist() + [tokenizer.token_id("<|im_start|>")] + \
+        tokenizer.encode(" = 1")[0].tolist() + [dlm_pad, dlm_pad]
+    ids = canvas.input_ids.clone()
+    ids[0, start:start + len(written)] = torch.tensor(written)
+    decoded = decode_row(canvas, ids, 0, tokenizer)
+    assert decoded.texts == ["x = 1"]
+    for flavour in SPECIALS:
+        for token in SPECIALS[flavour]:
+            assert token not in decoded.texts[0]
+
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_infill_engine_end_to_end(flavour, checkpoints):
     engine = InfillEngine.load(checkpoints[flavour], device="cpu")
     assert isinstance(engine.model, NativeDiffusionLM)
-    tokenizer = engine.tokenizer.tokenizer
-    assert tokenizer.convert_tokens_to_ids("<|endoftext|>") in engine.tokenizer.end_ids
-    if flavour == "diffucoder":
-        assert tokenizer.convert_tokens_to_ids("<|dlm_pad|>") in engine.tokenizer.end_ids
     cursor = SAMPLE.encode().index(b"return self.price")
     result = engine.infill(InfillRequest(
         text=SAMPLE, language="python", ranges=[ByteRange(cursor, cursor)],
-        options=InfillOptions(steps=2, repair_rounds=1, length_candidates=2,
-                              **engine.model.sampling_defaults)))
+        options=engine.default_options(steps=2, repair_rounds=1, length_candidates=2)))
     assert result.candidates and result.steps >= 2
-    assert all(c.text.startswith('"""A small inventory') for c in result.candidates)
+    specials = [t for t in SPECIALS[flavour]]
+    for candidate in result.candidates:
+        assert candidate.text.startswith('"""A small inventory')
+        for edit in candidate.spans:
+            assert not any(token in edit.new_text for token in specials), edit.new_text
 
 
-def test_cli_infill(checkpoints, capsys):
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_cli_infill(flavour, checkpoints, capsys):
     assert SAMPLE.splitlines()[19].strip() == "restocked = 0"
     code = main(["infill", "examples/sample.py", "--lines", "20:20", "--model",
-                 str(checkpoints["llada"]), "--json", "--steps", "2", "--device", "cpu"])
+                 str(checkpoints[flavour]), "--json", "--steps", "2", "--device", "cpu"])
     out = json.loads(capsys.readouterr().out)
     assert code in (0, 1)  # random weights: a valid candidate is luck
-    assert out["candidates"] and out["model"] == str(checkpoints["llada"])
+    assert out["candidates"] and out["model"] == str(checkpoints[flavour])
+    for candidate in out["candidates"]:
+        for edit in candidate["spans"]:
+            assert not any(token in edit["new_text"] for token in SPECIALS[flavour])
 
 
 # --- broken checkpoints ------------------------------------------------------------------------
@@ -349,9 +520,15 @@ def test_mask_token_from_tokenizer_or_refused(tmp_path):
     (path / "config.json").write_text(json.dumps(config))
     assert em.load_denoiser(path).mask_token_id == mask  # from the tokenizer saved beside it
     assert em.load_denoiser(path, mask_token_id=3).mask_token_id == 3
-    tokenizer_config = json.loads((path / "tokenizer_config.json").read_text())
-    del tokenizer_config["mask_token"]
-    (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        data = json.loads((path / name).read_text())
+        del data["mask_token"]
+        (path / name).write_text(json.dumps(data))
+    # no role names it: the family's mask token string, looked up in the vocabulary
+    assert em.load_denoiser(path).mask_token_id == mask
+    data = json.loads((path / "tokenizer_config.json").read_text())
+    data["added_tokens_decoder"][str(mask)]["content"] = "<|other|>"
+    (path / "tokenizer_config.json").write_text(json.dumps(data))
     # Dream's published id 151666 is past this tiny vocabulary: refused before any weight loads.
     with pytest.raises(em.UnsupportedModelError, match="no usable mask token id.*151666"):
         em.load_denoiser(path)
