@@ -1,7 +1,8 @@
 """The masked-diffusion reverse process over a batch of canvases.
 
 Each step the model predicts every still-masked position of the spans; a token is drawn per
-position (temperature, top-p), and positions are unmasked in order of priority:
+position from the tempered top-p distribution, and positions are unmasked in order of priority,
+computed on that same distribution as the published samplers do (`engine.infill.orders`):
 - confidence (probability of the drawn token), margin (top-1 minus top-2 probability) or
   entropy (negative entropy of the prediction), per `InfillOptions.order`;
 - anchored order: a position whose predicted token is a keyword or identifier of the language
@@ -26,12 +27,12 @@ import torch
 
 from ..errors import AstdiffuseError
 from ..model.modeling import gather_positions
+from .orders import ORDERS, draw, sampling_distribution
 from .request import InfillOptions
 from .vocab import OTHER
 
 ANCHOR_BOOST = 1.0  # a predicted keyword / identifier's priority is (1 + boost) times its own
 ANCHOR_DEPTH_DECAY = 0.9  # AnchorTree's decay per level of bracket nesting
-TOP_K = 64  # sampling looks at this many most likely tokens per position
 REMASK_UNTIL = 0.75  # remasking only in this first share of the steps, so decoding converges
 
 
@@ -293,13 +294,12 @@ class DiffusionSampler:
         row."""
         # Only still-masked positions are drawn and ranked: [N, V] instead of [B, A, V].
         picked = logits.float()  # [N, V]
-        probs = torch.softmax(picked, dim=-1)
         ends = masked.sum(-1).cumsum(0).tolist()
         nesting = None
         if self.bracket_delta is not None and any(
                 g.options.anchored and g.anchor_classes is not None for g in self.groups):
             nesting = _nesting(state, active, slot_start, self.bracket_delta)[masked]
-        drawn_m, p_drawn_m, priority_m = [], [], []
+        drawn_m, p_drawn_m, p_sampled_m, priority_m = [], [], [], []
         batch = masked.shape[0]
         for group in self.groups:
             rows = group.rows(batch)
@@ -308,9 +308,14 @@ class DiffusionSampler:
             if hi <= lo:
                 continue
             options = group.options
-            drawn = self._draw(picked[lo:hi], options, group.generator)
-            p_drawn = probs[lo:hi].gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
-            priority = _confidence(probs[lo:hi], p_drawn, options.order)
+            # drawn, ordered and thresholded on the tempered top-p distribution, as the
+            # published samplers do; the candidate's score keeps the model's own probability
+            probs = sampling_distribution(picked[lo:hi], options.temperature, options.top_p)
+            drawn = draw(probs, options.temperature, group.generator)
+            p_sampled = probs.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
+            priority = ORDERS[options.order](probs, p_sampled)
+            p_drawn = torch.log_softmax(picked[lo:hi], dim=-1).gather(
+                -1, drawn.unsqueeze(-1)).squeeze(-1)
             if options.anchored and group.anchor_classes is not None:
                 predicted = drawn if anchor_logits is None else anchor_logits[lo:hi].argmax(-1)
                 is_anchor = group.anchor_classes[predicted] != OTHER
@@ -319,47 +324,34 @@ class DiffusionSampler:
                     priority = priority * ANCHOR_DEPTH_DECAY ** nesting[lo:hi]
             drawn_m.append(drawn)
             p_drawn_m.append(p_drawn)
+            p_sampled_m.append(p_sampled)
             priority_m.append(priority)
         if not drawn_m:
             return
         drawn = torch.zeros(masked.shape, dtype=torch.long, device=masked.device)
         drawn[masked] = torch.cat(drawn_m)
+        logp_drawn = torch.zeros(masked.shape, dtype=torch.float32, device=masked.device)
+        logp_drawn[masked] = torch.cat(p_drawn_m)
         p_drawn = torch.zeros(masked.shape, dtype=torch.float32, device=masked.device)
-        p_drawn[masked] = torch.cat(p_drawn_m)
+        p_drawn[masked] = torch.cat(p_sampled_m)
         priority = torch.full(masked.shape, -math.inf, device=masked.device)
         priority[masked] = torch.cat(priority_m).float()
 
         count = masked.sum(-1)  # [B]
         quota = torch.ceil(count / steps_left).long()
         rank = priority.argsort(dim=-1, descending=True).argsort(dim=-1)  # rank of each position
+        # strictly above the threshold, as Fast-dLLM: a threshold of 1 is off
         chosen = masked & ((rank < quota.unsqueeze(-1))
-                           | (p_drawn >= threshold.unsqueeze(-1)))
+                           | (p_drawn > threshold.unsqueeze(-1)))
         chosen |= masked & (rank == 0)  # at least one per row with masks left
         positions = active[chosen]
         rows = torch.arange(active.shape[0], device=active.device).unsqueeze(-1).expand_as(active)
         rows = rows[chosen]
         state.ids[rows, positions] = drawn[chosen]
-        state.logp[rows, positions] = p_drawn[chosen].clamp_min(1e-12).log()
+        state.logp[rows, positions] = logp_drawn[chosen].clamp_min(-1e4)
         state.masked[rows, positions] = False
         if bool((remask > 0).any()):
             self._remask(state, active, valid, chosen, remask)
-
-    @staticmethod
-    def _draw(logits: torch.Tensor, options: InfillOptions,
-              generator: torch.Generator) -> torch.Tensor:
-        """A token per row [N] from logits [N, V] at the options' temperature; top-p is taken
-        within the TOP_K most likely tokens (sorting the whole vocabulary every step costs more
-        than a cached model step)."""
-        temperature, top_p = options.temperature, options.top_p
-        if temperature <= 0 or logits.shape[0] == 0:
-            return logits.argmax(-1)
-        top, order = logits.topk(min(TOP_K, logits.shape[-1]), dim=-1)  # sorted, descending
-        probs = torch.softmax(top / temperature, dim=-1)
-        if top_p < 1.0:
-            keep = probs.cumsum(-1) - probs < top_p  # the top token always stays
-            probs = probs * keep
-        choice = torch.multinomial(probs, 1, generator=generator)  # [N, 1]
-        return order.gather(-1, choice).squeeze(-1)
 
     def _remask(self, state: SamplerState, active: torch.Tensor, valid: torch.Tensor,
                 chosen: torch.Tensor, share: torch.Tensor) -> None:
@@ -416,13 +408,3 @@ def _nesting(state: SamplerState, active: torch.Tensor, slot_start: torch.Tensor
     before = delta.cumsum(-1) - delta
     base = before.gather(1, slot_start)
     return (before - base).clamp_min(0).float()
-
-
-def _confidence(probs: torch.Tensor, p_drawn: torch.Tensor, order: str) -> torch.Tensor:
-    if order == "confidence":
-        return p_drawn
-    if order == "margin":
-        top2 = probs.topk(2, dim=-1).values
-        return top2[..., 0] - top2[..., 1]
-    entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)
-    return torch.exp(-entropy)  # in (0, 1], larger when the prediction is sharper
