@@ -4,6 +4,7 @@ this interface: `infill(request, progress=..., cancelled=...) -> InfillResult`."
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from ..syntax import SourceDocument, masked_spans
 from .candidates import DecodedRow, decode_row, judge, repair_positions, span_edits
 from .canvas import build_canvas
 from .exact import EXACT_MODE, exact_spans
+from .expand import ExpandingSampler, rows_from_state, state_tensors
 from .request import Candidate, InfillOptions, InfillRequest, InfillResult, Timings
 from .sampler import DiffusionSampler, InfillCancelled, RowGroup, SamplerState
 from .vocab import OTHER, InfillTokenizer
@@ -205,6 +207,8 @@ class InfillEngine:
         exact = request.mode == EXACT_MODE
         spans = exact_spans(doc, ranges) if exact else masked_spans(doc, ranges, request.mode)
         budget = min(options.context_tokens, self.max_tokens or options.context_tokens)
+        if self._expanding(options):  # room for the spans to grow into
+            budget = max(16, budget - options.expand_budget * len(spans))
         canvas = build_canvas(doc, spans, self.tokenizer, budget=budget,
                               length_count=options.length_candidates,
                               length_hint=options.length_hint, lengths=options.lengths,
@@ -260,7 +264,11 @@ class InfillEngine:
 
         sampling_began = time.perf_counter()
         try:
-            sampler.run(state, [job.planned_steps(job.generated) for job in jobs])
+            if any(self._expanding(job.options) for job in jobs):
+                state = self._decode_expanding(jobs, state, groups)
+                sampler = DiffusionSampler(self.model, groups=groups, bracket_delta=bracket)
+            else:
+                sampler.run(state, [job.planned_steps(job.generated) for job in jobs])
         finally:
             self._settle(jobs, sampler)
         sampling_ms = _ms(sampling_began)
@@ -289,6 +297,52 @@ class InfillEngine:
             job.timings.sampling_ms, job.timings.repair_ms = sampling_ms, repair_ms
             job.timings.forward_passes = state.forward_passes
             job.timings.full_passes = state.full_passes
+
+    def _expanding(self, options: InfillOptions) -> bool:
+        """Whether a request decodes with variable-length spans (a model with an expand token,
+        and a budget to grow by)."""
+        return self.tokenizer.expand_id is not None and options.expand_budget > 0
+
+    def _decode_expanding(self, jobs: list["_Job"], state: SamplerState,
+                          groups: list[RowGroup]) -> SamplerState:
+        """Decode the stacked batch with `ExpandingSampler` (spans grow and shrink); the jobs'
+        canvases take the rows' final layout and a new state holds the decoded batch."""
+        slots = [list(slot) for job in jobs for slot in job.canvas.slots]
+        rows = rows_from_state(state.ids.cpu(), state.attention_mask.cpu(), state.masked.cpu(),
+                               slots)
+        sampler = ExpandingSampler(self.model, mask_id=self.tokenizer.mask_id,
+                                   expand_id=self.tokenizer.expand_id,
+                                   end_ids=self.tokenizer.end_ids, pad_id=self.tokenizer.pad_id,
+                                   groups=groups)
+        by_group = {id(job.group): job for job in jobs}
+
+        def on_step(group, step, total, mine):
+            job = by_group[id(group)]
+            if job.progress is not None:
+                canvas = dataclasses.replace(job.canvas,
+                                             slots=[mine[0].slots(len(job.canvas.spans))])
+                ids = torch.tensor(mine[0].tokens)
+                job.progress(ProgressEvent(step, total, self.partial_text(canvas, ids),
+                                           job.phase))
+
+        sampler.run(rows, [job.planned_steps(job.generated) for job in jobs], on_step)
+        ids, attention, editable, masked, logp, generated = state_tensors(rows,
+                                                                          self.tokenizer.pad_id)
+        device = self.device
+        new = SamplerState(ids=ids.to(device), attention_mask=attention.to(device),
+                           editable=editable.to(device), masked=masked.to(device),
+                           logp=logp.to(device), steps=state.steps + sampler.forward_passes,
+                           forward_passes=state.forward_passes + sampler.forward_passes,
+                           full_passes=state.full_passes + sampler.forward_passes)
+        for job in jobs:
+            mine = rows[job.rows]
+            job.canvas = dataclasses.replace(
+                job.canvas, input_ids=ids[job.rows], attention_mask=attention[job.rows],
+                editable=editable[job.rows],
+                slots=[row.slots(len(job.canvas.spans)) for row in mine])
+            job.state = new
+            job.generated = generated[job.rows].to(device)
+        return new
 
     @staticmethod
     def _settle(jobs: list["_Job"], sampler: DiffusionSampler) -> None:

@@ -57,6 +57,8 @@ class InfillOptions:
     samples: int = 1  # samples per length (more need temperature > 0)
     candidates: int = 3  # how many ranked candidates to return
     keep_anchors: bool = False  # keep the span's keywords and identifiers, regenerate the rest
+    expand_budget: int = 64  # DreamOn-style models: tokens a span may grow by while decoding
+    #   (<|expand|> turns a mask into two); 0 keeps the length; others ignore it
     seed: int = 0  # one seed replays a run exactly
 
     def check(self) -> "InfillOptions":
@@ -80,6 +82,8 @@ class InfillOptions:
             raise bad("remask", "must be in [0, 1)")
         if self.cache_refresh < 1:
             raise bad("cache_refresh", "must be >= 1 (1 refreshes every step)")
+        if self.expand_budget < 0:
+            raise bad("expand_budget", "must be >= 0 (0 keeps each span's length)")
         if self.repair_rounds < 0:
             raise bad("repair_rounds", "must be >= 0")
         if self.context_tokens < 16:
