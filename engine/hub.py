@@ -89,6 +89,12 @@ def pull(name: str, *, revision: str | None = None, token: str | bool | None = N
     except OSError as err:
         raise PullError(f"downloading {repo} failed: {err} (disk full? HF_HOME is "
                         f"{constants.HF_HOME})") from err
+    except Exception as err:  # the HTTP library's own transport errors (httpx and kin)
+        if not type(err).__module__.split(".")[0].startswith(("httpx", "httpcore", "h11")):
+            raise
+        raise PullError(f"the connection to {endpoint} broke while downloading {repo} "
+                        f"({type(err).__name__}: {err}); run pull again: the files that "
+                        "finished are kept and not fetched again") from err
     path = Path(path)
     if not (path / "config.json").is_file():
         raise PullError(f"{repo} has no config.json: it is not a model astdiffuse can run")
