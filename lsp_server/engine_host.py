@@ -93,6 +93,12 @@ class EngineHost:
                         "tokenizer.json)")
                 if path.exists():
                     model = str(path)
+                else:
+                    from engine.hub import local_snapshot, locate
+
+                    if settings.allow_download and local_snapshot(model) is None:
+                        log.info("downloading %s (astdiffuse.allowDownload is on)", model)
+                    model = locate(model, download=settings.allow_download, progress=False)
             with _quiet_transformers():
                 engine = InfillEngine.load(model, device=settings.device)
         except ModelLoadFailedError:
@@ -100,7 +106,8 @@ class EngineHost:
         except (AstdiffuseError, OSError, ValueError, RuntimeError, ImportError) as err:
             raise ModelLoadFailedError(
                 f"the model failed to load: {err} (set astdiffuse.model to a saved model "
-                "directory and astdiffuse.device to a device this machine has)") from err
+                "directory or a pulled published model, and astdiffuse.device to a device this "
+                "machine has)") from err
         self._engine, self._key = engine, key
         log.info("model %s loaded on %s in %.1f s", engine.name or "(default)", engine.device,
                  time.perf_counter() - began)

@@ -39,7 +39,9 @@ class EngineSettings:
 class Settings:
     """Everything the server reads from the `astdiffuse` section (camelCase on the wire)."""
 
-    model: str | None = None  # model directory or cached hub id; None: the shipped default
+    model: str | None = None  # model directory, or a published model's short name / hub id;
+    #   None: the shipped default
+    allow_download: bool = False  # download `model` from the hub if it is not here yet
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     steps: int | None = None  # denoising steps; None: half the masked tokens (engine default)
     temperature: float | None = None  # None: the model family's default (0.3 for ours)
@@ -145,6 +147,7 @@ def _seconds(value: Any) -> float:
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "model": _optional_text,
+    "allow_download": _boolean,
     "device": _device,
     "steps": _positive_int(100_000),
     "temperature": _temperature,
@@ -261,7 +264,7 @@ def model_key(settings: Settings) -> tuple:
     if engine.url is not None:
         return ("remote", engine.url, engine.token, engine.token_file, engine.tls_ca_file,
                 engine.connect_timeout)
-    return ("local", settings.model, settings.device)
+    return ("local", settings.model, settings.device, settings.allow_download)
 
 
 def _shown(key: str, value: Any) -> str:

@@ -295,9 +295,12 @@ def test_parallel_decoding_and_schedule(tokenizer):
     DiffusionSampler(model, InfillOptions(threshold=0.9), anchor_classes=None,
                      bracket_delta=None, generator=torch.Generator()).run(state, steps=n)
     assert state.steps == 1 and torch.equal(state.ids, target)
-    # nothing above the threshold: the schedule's ceil(masked / steps left) a step
+    # nothing above the threshold: the schedule's ceil(masked / steps left) a step (the
+    # threshold is on the distribution sampled from: at temperature 1 without top-p, the
+    # scripted model's own probabilities)
     state = state_of(canvas, wrapped.mask_id)
-    DiffusionSampler(model, InfillOptions(threshold=0.99), anchor_classes=None,
+    DiffusionSampler(model, InfillOptions(threshold=0.99, temperature=1.0, top_p=1.0),
+                     anchor_classes=None,
                      bracket_delta=None, generator=torch.Generator()).run(state, steps=n)
     assert state.steps == n and torch.equal(state.ids, target)
 

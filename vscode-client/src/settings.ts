@@ -15,6 +15,7 @@ export interface EngineSettings {
 /** The section as the server reads it (docs/lsp.md, "Settings"); null keeps its default. */
 export interface ServerSection {
   model: string | null;
+  allowDownload: boolean;
   device: string;
   steps: number | null;
   temperature: number | null;
@@ -42,11 +43,12 @@ export const CLIENT_KEYS = ["server", "applyDirectly", "trace"] as const;
  * around (the model, the device, the remote engine). The per-request settings (steps,
  * temperature, candidates, ...) reach the running server through didChangeConfiguration. */
 export const RESTART_SECTIONS = [
-  "astdiffuse.server", "astdiffuse.model", "astdiffuse.device", "astdiffuse.engine",
+  "astdiffuse.server", "astdiffuse.model", "astdiffuse.allowDownload", "astdiffuse.device",
+  "astdiffuse.engine",
 ] as const;
 
 export const DEFAULTS: ServerSection = {
-  model: null, device: "auto", steps: null, temperature: null, candidates: 3,
+  model: null, allowDownload: false, device: "auto", steps: null, temperature: null, candidates: 3,
   contextTokens: 1024, engine: { url: null, token: null, tokenFile: null, tlsCaFile: null, connectTimeout: null },
   logLevel: "info", loadModel: "lazy", trajectory: false,
 };
@@ -73,6 +75,7 @@ export function readSettings(get: Getter): Settings {
   return {
     server: {
       model: text(get("model")),
+      allowDownload: get("allowDownload") === true,
       device: text(get("device")) ?? DEFAULTS.device,
       steps: numberOr(get("steps"), null),
       temperature: numberOr(get("temperature"), null),
