@@ -50,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     spans.add_argument("--json", action="store_true", help="print one JSON object")
     _add_infill_parser(commands)
     commands.add_parser("languages", help="list the supported languages")
-    commands.add_parser("models", help="list the model families and the published checkpoints "
-                                       "`pull` knows by a short name")
+    models = commands.add_parser("models", help="list the model families and the published "
+                                                "checkpoints `pull` knows by a short name")
+    models.add_argument("--markdown", action="store_true",
+                        help="print the checkpoints as the README's markdown table")
     pull = commands.add_parser(
         "pull", help="download a published model into the local Hugging Face cache",
         description="Download a published checkpoint (config, tokenizer and safetensors files "
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(supported_languages()))
             return 0
         if args.command == "models":
-            return _models()
+            return _models(args.markdown)
         if args.command == "pull":
             return _pull(args)
     except AstdiffuseError as err:
@@ -267,9 +269,12 @@ def _infill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 1
 
 
-def _models() -> int:
-    from .model.families import SPECS
+def _models(markdown: bool = False) -> int:
+    from .model.families import SPECS, checkpoints_table
 
+    if markdown:
+        print(checkpoints_table())
+        return 0
     for spec in SPECS:
         print(f"{spec.name}: {spec.title}")
         for checkpoint in spec.checkpoints:

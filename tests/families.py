@@ -273,17 +273,19 @@ def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
 
 
 def make_open_dcoder_checkpoint(directory, *, seed: int = 0, dims: Dims = TINY,
-                                dtype: torch.dtype = torch.float32, device: str = "cpu") -> Path:
+                                dtype: torch.dtype = torch.float32, device: str = "cpu",
+                                rows: int | None = None) -> Path:
     """A tiny Open-dCoder checkpoint: Qwen2.5-Coder's plain qwen2 config as Open-dLLM's upload
     script leaves it (auto_map to its own modeling_qwen2.py, no mask_token_id), tied embeddings
-    (no lm_head.weight), and a tokenizer.json with the mask <M> added after Qwen's tokens."""
+    (no lm_head.weight), and a tokenizer.json with the mask <M> added after Qwen's tokens.
+    `rows`: embedding rows (Qwen2.5's 151936 for a benchmark at the published cost)."""
     directory = Path(directory)
     specials = QWEN_SPECIALS + ["<M>"]
     tokens = save_tokenizer_files(directory, specials, slow=False,
                                   tokenizer_class="Qwen2Tokenizer", bos_token=None,
                                   eos_token="<|endoftext|>", pad_token="<|endoftext|>",
                                   mask_token="<M>")
-    rows = _rows(tokens)
+    rows = rows or _rows(tokens)
     eos = tokenizer_reference(specials).token_to_id("<|endoftext|>")
     config = {
         "architectures": ["Qwen2ForCausalLM"],

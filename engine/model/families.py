@@ -22,7 +22,7 @@ from .configuration import MODEL_TYPE
 from .layouts import (LAYOUTS, UnsupportedLayoutError, dream_config, llada_config,
                       llada_layout_problems, qwen2_config, qwen3_config)
 
-__all__ = ["AUTHORS_ONLY", "Checkpoint", "FAMILIES", "FamilySpec", "NATIVE_FAMILIES",
+__all__ = ["AUTHORS_ONLY", "Checkpoint", "checkpoints_table", "FAMILIES", "FamilySpec", "NATIVE_FAMILIES",
            "SAMPLING_DEFAULTS", "SPECS", "UnsupportedLayoutError", "checkpoint_by_name",
            "detect_family", "dream_config", "family_spec", "llada_config", "native_spec",
            "qwen2_config", "qwen3_config", "sampling_for"]
@@ -45,6 +45,7 @@ class Checkpoint:
     download: str  # bf16 / fp32 safetensors as published
     sampling: dict = field(default_factory=dict)
     source: str = ""
+    speed: str = "not measured (no GPU lent yet; docs/real-models.md)"  # one statement's infill
 
 
 @dataclass(frozen=True)
@@ -297,3 +298,14 @@ def sampling_for(family: str, name: str | Path | None = None) -> tuple[dict, str
     if known is not None and known[0].name == family and known[1].sampling:
         return dict(known[1].sampling), known[1].source
     return dict(spec.sampling), spec.sampling_source
+
+
+def checkpoints_table() -> str:
+    """The README's table of the published checkpoints `pull` knows (markdown)."""
+    lines = ["| short name | hub id | family | size | languages | runs on | download | "
+             "one statement |", "|---|---|---|---|---|---|---|---|"]
+    for spec in SPECS:
+        for c in spec.checkpoints:
+            lines.append(f"| `{c.short}` | {c.repo} | {spec.name} | {c.size} | {c.languages} | "
+                         f"{c.hardware} | {c.download} | {c.speed} |")
+    return "\n".join(lines)

@@ -17,13 +17,13 @@ describe("settings", () => {
 
   it("maps the settings onto initializationOptions (server keys only, nested engine)", () => {
     const settings = from({
-      "model": "~/models/small", "device": "cuda:1", "steps": 4, "temperature": 0, "candidates": 2,
+      "model": "~/models/small", "allowDownload": true, "device": "cuda:1", "steps": 4, "temperature": 0, "candidates": 2,
       "contextTokens": 512, "engine.url": "astdiffuse+tls://gpu.example:7000", "engine.token": "",
       "engine.tokenFile": "/run/token", "engine.connectTimeout": 2, "logLevel": "debug", "loadModel": "start", "trajectory": true,
       "server.python": "/venv/bin/python", "applyDirectly": true,
     });
     assert.deepStrictEqual(initializationOptions(settings), { astdiffuse: {
-      model: "~/models/small", device: "cuda:1", steps: 4, temperature: 0, candidates: 2, contextTokens: 512,
+      model: "~/models/small", allowDownload: true, device: "cuda:1", steps: 4, temperature: 0, candidates: 2, contextTokens: 512,
       engine: { url: "astdiffuse+tls://gpu.example:7000", token: null, tokenFile: "/run/token",
                 tlsCaFile: null, connectTimeout: 2 },
       logLevel: "debug", loadModel: "start", trajectory: true,
@@ -59,6 +59,7 @@ describe("settings", () => {
     assert.strictEqual(needsRestart(affects("astdiffuse.server.python")), true);
     assert.strictEqual(needsRestart(affects("astdiffuse.server.args")), true);
     assert.strictEqual(needsRestart(affects("astdiffuse.model")), true);
+    assert.strictEqual(needsRestart(affects("astdiffuse.allowDownload")), true);
     assert.strictEqual(needsRestart(affects("astdiffuse.engine.url")), true);
     assert.strictEqual(needsRestart(affects("astdiffuse.steps")), false);
     assert.strictEqual(needsRestart(affects("editor.fontSize")), false);
