@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("languages", help="list the supported languages")
     models = commands.add_parser("models", help="list the model families and the published "
                                                 "checkpoints `pull` knows by a short name")
-    models.add_argument("--markdown", action="store_true",
-                        help="print the checkpoints as the README's markdown table")
+    models.add_argument("--markdown", choices=("checkpoints", "families"),
+                        help="print a markdown table: the checkpoints (the README's) or the "
+                             "families (docs/real-models.md's)")
     pull = commands.add_parser(
         "pull", help="download a published model into the local Hugging Face cache",
         description="Download a published checkpoint (config, tokenizer and safetensors files "
@@ -269,11 +270,11 @@ def _infill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 1
 
 
-def _models(markdown: bool = False) -> int:
-    from .model.families import SPECS, checkpoints_table
+def _models(markdown: str | None = None) -> int:
+    from .model.families import SPECS, checkpoints_table, families_table
 
     if markdown:
-        print(checkpoints_table())
+        print(checkpoints_table() if markdown == "checkpoints" else families_table())
         return 0
     for spec in SPECS:
         print(f"{spec.name}: {spec.title}")

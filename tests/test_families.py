@@ -540,3 +540,14 @@ def test_family_defaults_reach_the_engine(checkpoints):
     options = engine.default_options(seed=3)
     assert (options.order, options.temperature, options.seed) == ("entropy", 0.2, 3)
     assert engine.default_options(temperature=0.7).temperature == 0.7
+
+
+def test_the_docs_tables_are_the_family_table():
+    """README's checkpoint table and docs/real-models.md's family table are generated from the
+    specs (`python -m engine models --markdown ...`); these copies must not drift."""
+    from engine.model.families import checkpoints_table, families_table
+
+    from .paths import ROOT
+
+    assert checkpoints_table() in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert families_table() in (ROOT / "docs" / "real-models.md").read_text(encoding="utf-8")

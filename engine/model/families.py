@@ -22,7 +22,7 @@ from .configuration import MODEL_TYPE
 from .layouts import (LAYOUTS, UnsupportedLayoutError, dream_config, llada_config,
                       llada_layout_problems, qwen2_config, qwen3_config)
 
-__all__ = ["AUTHORS_ONLY", "Checkpoint", "checkpoints_table", "FAMILIES", "FamilySpec", "NATIVE_FAMILIES",
+__all__ = ["AUTHORS_ONLY", "Checkpoint", "checkpoints_table", "families_table", "FAMILIES", "FamilySpec", "NATIVE_FAMILIES",
            "SAMPLING_DEFAULTS", "SPECS", "UnsupportedLayoutError", "checkpoint_by_name",
            "detect_family", "dream_config", "family_spec", "llada_config", "native_spec",
            "qwen2_config", "qwen3_config", "sampling_for"]
@@ -308,4 +308,30 @@ def checkpoints_table() -> str:
         for c in spec.checkpoints:
             lines.append(f"| `{c.short}` | {c.repo} | {spec.name} | {c.size} | {c.languages} | "
                          f"{c.hardware} | {c.download} | {c.speed} |")
+    return "\n".join(lines)
+
+
+def families_table() -> str:
+    """docs/real-models.md's table of the families (markdown), from `SPECS`."""
+    def code(values) -> str:
+        return ", ".join(f"`{v}`" for v in values if v) or "-"
+
+    lines = ["| family | recognised by | loads as | shift | mask | end tokens | expand | frame | "
+             "authors' sampling (source) |", "|---|---|---|---|---|---|---|---|---|"]
+    for spec in SPECS:
+        named = code(sorted(spec.model_types) + sorted(spec.architectures)) \
+            if spec.model_types or spec.architectures else "a masked LM transformers knows"
+        extra = [f"tokenizer has {code(spec.needs_tokens)}"] if spec.needs_tokens else []
+        if spec.needs_mask_token:
+            extra.append("tokenizer names a mask token")
+        layout = LAYOUTS[spec.layout].model_class.__name__ if spec.layout else \
+            ("AnchoredDiffusionModel" if spec.name == "anchored" else "AutoModelForMaskedLM")
+        mask = f"`{spec.mask_token}` ({spec.mask_id})" if spec.mask_token and spec.mask_id \
+            else "the tokenizer's"
+        sampling = ", ".join(f"{k} {v}" for k, v in spec.sampling.items()) or "the engine's"
+        cells = ["`" + spec.name + "`", "; ".join([named, *extra]), layout,
+                 "yes" if spec.shift else "no", mask, code(spec.end_tokens),
+                 code([spec.expand_token]), spec.frame_note,
+                 sampling + (f" ({spec.sampling_source})" if spec.sampling_source else "")]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
