@@ -144,3 +144,40 @@ def test_short_names_and_a_corrupted_blob(tmp_path):
     with pytest.raises(PullError, match="does not match the hub's SHA-256"):
         verify_snapshot(snapshot)
     assert not blob.exists()  # deleted: the next pull fetches it again
+
+
+@pytest.mark.e2e
+def test_the_language_server_downloads_only_with_allow_download(hub, tmp_path):
+    """astdiffuse.model names a published model by its short name: without allowDownload the
+    server says how to get it and fetches nothing; with it, the server pulls and infills."""
+    from pygls.exceptions import JsonRpcException
+
+    from .lsp_support import BUFFER, TOTAL_LINE, Session, cursor
+
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1"}
+    with HubServer(hub) as url:
+        for allow in (False, True):
+            session = Session(tmp_path / f"server-{allow}.log", init_options={"astdiffuse": {
+                "model": "open-dcoder-0.5b", "allowDownload": allow, "device": "cpu",
+                "steps": 2, "candidates": 1}})
+            try:
+                session.start(env={**env, "HF_ENDPOINT": url})
+                doc = (tmp_path / "buffer.py").as_uri()
+                session.open(doc, BUFFER)
+                arguments = {"uri": doc, "apply": False,
+                             "ranges": [cursor(BUFFER, TOTAL_LINE, "count")]}
+                try:
+                    result = session.execute(arguments, timeout=180)
+                except JsonRpcException as err:
+                    if not allow:
+                        assert "not downloaded" in err.message
+                        assert "allowDownload" in err.message
+                        assert not any(p.startswith("/fredzzp") for _, p, _ in hub.requests)
+                        continue
+                    assert "no valid infill" in err.message, err.message
+                    result = err.data
+                assert allow and result["candidates"]
+                assert gets(hub, "model.safetensors") == 1
+            finally:
+                assert session.stop() == 0
