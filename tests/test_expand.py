@@ -26,6 +26,8 @@ class Forcing:
         self.controlled = list(controlled)
 
     def __getattr__(self, name):
+        if name == "logits_at":  # every prediction goes through `logits`, to be forced
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def logits(self, input_ids, attention_mask=None, masked=None):

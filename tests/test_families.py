@@ -290,6 +290,25 @@ def test_loads_natively_with_the_family_logit_convention(flavour, checkpoints, d
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+def test_logits_at_the_wanted_positions_only(flavour, denoisers):
+    """The LM head only at masked positions: the same logits as the full pass there."""
+    denoiser = denoisers[flavour]
+    ids = random_ids(seed=9, rows=2, length=14)
+    masked = torch.zeros_like(ids, dtype=torch.bool)
+    masked[0, 0:3] = masked[1, 5:11] = True  # position 0 too: shifted families read row 0
+    ids = ids.masked_fill(masked, denoiser.mask_token_id)
+    attention = torch.ones_like(ids)
+    attention[0, 12:] = 0
+    full = denoiser.logits(ids, attention_mask=attention, masked=masked)
+    rows, columns = masked.nonzero(as_tuple=True)
+    packed = denoiser.logits_at(ids, attention, rows, columns)
+    usable = denoiser.usable_vocab
+    torch.testing.assert_close(packed[:, :usable], full[rows, columns][:, :usable], rtol=1e-5,
+                               atol=1e-5)
+    assert torch.isinf(packed[:, denoiser.mask_token_id]).all()
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_attention_is_bidirectional(flavour, checkpoints, denoisers):
     denoiser = denoisers[flavour]
     ids = random_ids(seed=4)

@@ -107,8 +107,7 @@ class ExpandingSampler:
             if not busy:
                 break
             ids, attention = self.batch([rows[r] for r in busy])
-            device = self.model.device
-            logits = self.model.logits(ids.to(device), attention_mask=attention.to(device))
+            logits = self._masked_logits(ids, attention, [rows[r] for r in busy])
             self.forward_passes += 1
             for k, r in enumerate(busy):
                 group = next(g for g in self.groups
@@ -128,11 +127,25 @@ class ExpandingSampler:
                                 mine)
         return step
 
+    def _masked_logits(self, ids: torch.Tensor, attention: torch.Tensor,
+                       rows: list[ExpandingRow]) -> list[torch.Tensor]:
+        """Per row, the logits [n, V] at its masked positions (in position order)."""
+        device = self.model.device
+        where = [[p for p, m in enumerate(row.masked) if m] for row in rows]
+        if hasattr(self.model, "logits_at"):
+            index = torch.tensor([(r, p) for r, ps in enumerate(where) for p in ps])
+            packed = self.model.logits_at(ids.to(device), attention.to(device), index[:, 0],
+                                          index[:, 1])
+            return list(packed.split([len(ps) for ps in where]))
+        logits = self.model.logits(ids.to(device), attention_mask=attention.to(device))
+        return [logits[r, ps] for r, ps in enumerate(where)]
+
     def _step_row(self, row: ExpandingRow, logits: torch.Tensor, group: RowGroup,
                   steps_left: int) -> None:
+        """One step of one row; `logits` [n, V] at its masked positions."""
         options = group.options
         where = [p for p, m in enumerate(row.masked) if m]
-        picked = logits[where].float()  # [n, V]
+        picked = logits.float()  # [n, V]
         for k, p in enumerate(where):  # no budget left for this span: never expand
             span = row.span_of[p]
             if row.grown[span] >= options.expand_budget:

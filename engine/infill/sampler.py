@@ -274,6 +274,10 @@ class DiffusionSampler:
         if self.cached:
             return self.model.denoise_step(ids, active, attention_mask=attention, cache=cache,
                                            want=want)
+        if hasattr(self.model, "logits_at"):  # the LM head only where a token is wanted
+            rows_, columns = want.nonzero(as_tuple=True)
+            return self.model.logits_at(ids, attention, rows_, active[rows_, columns]), None, \
+                None
         logits = self.model.logits(ids, attention_mask=attention)
         anchor = None
         if self.anchored and getattr(self.model, "has_anchor", False):

@@ -101,6 +101,33 @@ class NativeDiffusionLM:
         return logits
 
     @torch.no_grad()
+    def logits_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                  rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        """[N, V] logits at the masked positions (rows[i], columns[i]) only, under the SUBS
+        rules: the network runs over the whole canvas, but the LM head (a 150k-row matmul
+        per position for the Qwen families) only where a token is wanted. Equal to
+        `logits(...)[rows, columns]` at masked positions."""
+        input_ids = input_ids.to(self.device)
+        batch, length = input_ids.shape
+        keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None \
+            else attention_mask.to(self.device).bool()
+        bias = torch.zeros(batch, 1, 1, length, dtype=self.dtype, device=self.device)
+        bias = bias.masked_fill(~keep[:, None, None, :], torch.finfo(self.dtype).min)
+        positions = torch.arange(length, device=self.device).unsqueeze(0).expand(batch, -1)
+        hidden = self.model.model(input_ids=input_ids, attention_mask=bias,
+                                  position_ids=positions, use_cache=False).last_hidden_state
+        rows, columns = rows.to(hidden.device), columns.to(hidden.device)
+        source = (columns - 1).clamp_min(0) if self.shift_logits else columns
+        head = self.model.get_output_embeddings()
+        logits = head(hidden[rows, source].to(head.weight.device))[..., :self.vocab_size]
+        logits = logits.float() if logits.dtype != torch.float32 else logits
+        if self.usable_vocab is not None:
+            unusable = torch.arange(self.vocab_size, device=logits.device) >= self.usable_vocab
+            logits = logits.masked_fill(unusable, float("-inf"))
+        logits[:, self.mask_token_id] = float("-inf")  # SUBS: the mask is never predicted
+        return logits
+
+    @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                masked: torch.Tensor | None = None) -> torch.Tensor:
         """The model's logits [B, L, V] for input_ids [B, L], with the mask token at -inf and the

@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to bind (default 127.0.0.1; anything else needs a token)")
     parser.add_argument("--port", type=int, default=p.DEFAULT_PORT,
                         help=f"port (default {p.DEFAULT_PORT}; 0 picks a free one and prints it)")
-    parser.add_argument("--model", help="model directory (default: the shipped default model)")
+    parser.add_argument("--model", help="model directory, or a published model pulled with "
+                                        "`python -m engine pull NAME` (its short name or hub "
+                                        "id); default: the shipped default model")
+    parser.add_argument("--download", action="store_true",
+                        help="pull --model from the hub first if it is not here yet")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--token-file", type=Path,
                         help=f"file holding the token clients must send (else ${TOKEN_ENV})")
@@ -144,7 +148,12 @@ async def _serve(args, limits: p.Limits, token: str | None, context) -> int:
     print(f"engine.serve: loading {args.model or 'the default model'} on {args.device}",
           file=sys.stderr, flush=True)
     try:
-        engine = await asyncio.to_thread(InfillEngine.load, args.model, device=args.device)
+        model = args.model
+        if model is not None:
+            from ..hub import locate
+
+            model = await asyncio.to_thread(locate, model, download=args.download)
+        engine = await asyncio.to_thread(InfillEngine.load, model, device=args.device)
     except (AstdiffuseError, OSError, ValueError, RuntimeError) as err:
         print(f"engine.serve: the model failed to load: {err}", file=sys.stderr)
         return 1
