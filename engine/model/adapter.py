@@ -1,6 +1,6 @@
 """Loading denoisers for the sampler, offline only, all with one `logits(input_ids,
-attention_mask)` interface: our anchored model; Dream / Dream-Coder / DiffuCoder and LLaDA in
-native transformers classes (`engine.model.native`, no remote code); any bidirectional masked LM
+attention_mask)` interface: our anchored model; the published diffusion coders in native
+transformers classes (`engine.model.native`, no remote code); any bidirectional masked LM
 behind `MaskedLMDenoiser`. `load_denoiser` picks one by the checkpoint's family
 (`engine.model.families.detect_family`)."""
 
@@ -21,10 +21,6 @@ from .modeling import AnchoredDiffusionModel, apply_subs_parameterization
 # Classes a remote-code model may register in its config's `auto_map`, in order of preference.
 _REMOTE_AUTO_CLASSES = {"AutoModelForMaskedLM": AutoModelForMaskedLM, "AutoModel": AutoModel,
                         "AutoModelForCausalLM": AutoModelForCausalLM}
-# model_type values of models initialised from an autoregressive LM whose logit at position i
-# predicts token i + 1 (Dream, DiffuCoder): their logits are shifted right by one. Only met when
-# `MaskedLMDenoiser` runs such a model's own code; `load_denoiser` loads them natively.
-_SHIFTED_MODEL_TYPES = {"dream"}
 
 
 class ModelLoadError(AstdiffuseError):
@@ -180,8 +176,11 @@ class MaskedLMDenoiser:
                 f"{self.vocab_size}); pass mask_token_id=..., or save a tokenizer with a mask "
                 "token beside the model")
         self.mask_token_id = int(mask_token_id)
-        if shift_logits is None:
-            shift_logits = str(getattr(config, "model_type", "")).lower() in _SHIFTED_MODEL_TYPES
+        if shift_logits is None:  # a shifted family's own code (trust_remote_code) is still so
+            from .families import SPECS
+
+            shifted = {kind for spec in SPECS if spec.shift for kind in spec.model_types}
+            shift_logits = str(getattr(config, "model_type", "")).lower() in shifted
         self.shift_logits = bool(shift_logits)
 
     @property
@@ -224,17 +223,17 @@ def load_denoiser(name: str | Path, *, device: str | torch.device | None = None,
                   device_map: str | dict | None = None) -> Denoiser:
     """The denoiser saved at `name` (a directory, or a hub id already in the local cache).
 
-    By the family `detect_family` reads from config.json, or `family` when given:
+    By the family `detect_family` reads from config.json and the tokenizer files (the table in
+    `engine.model.families`), or `family` when given:
     - "anchored": our `AnchoredDiffusionModel`;
-    - "dream" (Dream, Dream-Coder, DiffuCoder), "llada": a `NativeDiffusionLM` over
-      `Qwen2ForCausalLM` / `LlamaForCausalLM`, no remote code needed (their `auto_map` is
-      ignored); `device_map="auto"` spreads it over GPUs and CPU (needs accelerate);
+    - a native family (Dream, DiffuCoder, DreamOn, Open-dCoder, CoDA, LLaDA): a
+      `NativeDiffusionLM` over transformers' Qwen2 / Qwen3 / Llama class, no remote code (their
+      `auto_map` is ignored); `device_map="auto"` spreads it over GPUs and CPU (accelerate);
     - "masked-lm": a `MaskedLMDenoiser`;
-    - any other model with an `auto_map`: its own code through `MaskedLMDenoiser`, only with
-      `trust_remote_code=True` (`RemoteCodeRequiredError` otherwise).
-    Anything else raises `UnsupportedModelError` naming what was found. To run a Dream / LLaDA
-    model's own code instead of the native classes, pass family="masked-lm" with
-    trust_remote_code=True.
+    - any other model with an `auto_map`, and the LLaDA-MoE / LLaDA 2.x layouts that have no
+      native equivalent: its own code through `MaskedLMDenoiser`, only with
+      `trust_remote_code=True` (`RemoteCodeRequiredError` / `UnsupportedLayoutError` otherwise).
+    Anything else raises `UnsupportedModelError` naming what was found and what is expected.
     """
     from .families import UnsupportedLayoutError, detect_family, family_spec
     from .tokenizer_files import published_tokens
