@@ -91,15 +91,21 @@ def call_json(call: DiffuseCall) -> dict:
     return out
 
 
+def samples_needed(candidates: int, keep_anchors: bool,
+                   length_candidates: int = LENGTH_CANDIDATES) -> int:
+    """Samples per length row that give `candidates` distinct rows: keep-anchors has one row
+    per sample, the length rule `length_candidates` (the model family's: DreamOn has 1)."""
+    return max(1, math.ceil(candidates / (1 if keep_anchors else length_candidates)))
+
+
 def infill_options(settings: Settings, call: DiffuseCall) -> dict:
     """`InfillOptions` fields for this call. Temperature and steps are left to the engine (the
     model family's defaults) unless set. Enough samples run to give `candidates` distinct rows:
     keep-anchors has one row per sample, the length rule `LENGTH_CANDIDATES`."""
     wanted = call.candidates or settings.candidates
-    rows_per_sample = 1 if call.keep_anchors else LENGTH_CANDIDATES
     options: dict[str, Any] = {"candidates": wanted, "keep_anchors": call.keep_anchors,
                                "context_tokens": settings.context_tokens,
-                               "samples": max(1, math.ceil(wanted / rows_per_sample))}
+                               "samples": samples_needed(wanted, call.keep_anchors)}
     if settings.steps is not None:
         options["steps"] = settings.steps
     if settings.temperature is not None:

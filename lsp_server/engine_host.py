@@ -164,10 +164,16 @@ class EngineHost:
                                    InvalidRequestError, SpanOutsideCanvasError)
         from engine.serve import RemoteEngineError
 
+        from .arguments import samples_needed
+
         try:
+            merged = engine.default_options(**options)
+            # as many samples as the model family's length rule needs for the candidates
+            merged.samples = samples_needed(merged.candidates, merged.keep_anchors,
+                                            merged.length_candidates)
             request = InfillRequest(text=text, language=language,
                                     ranges=[ByteRange(start, end) for start, end in ranges],
-                                    mode=mode, options=engine.default_options(**options))
+                                    mode=mode, options=merged)
             result = engine.infill(request, progress=progress, cancelled=cancelled)
             if self.remote:  # say where it ran: "cuda:0 at gpu-box:7341"
                 result.device = f"{result.device} at {engine.host}:{engine.port}"

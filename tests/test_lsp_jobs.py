@@ -195,3 +195,11 @@ def test_client_support_from_capabilities():
                                                            True)
     bare = ClientSupport.of(types.ClientCapabilities())
     assert not bare.resolve_edit and not bare.work_done_progress and not bare.document_changes
+
+
+def test_samples_follow_the_model_familys_length_rule():
+    # DreamOn decodes one canvas per sample (its length found while decoding): three
+    # candidates need three samples, where three length rows need one
+    assert arguments.samples_needed(3, False, length_candidates=1) == 3
+    assert arguments.samples_needed(3, False) == 1
+    assert arguments.samples_needed(4, True, length_candidates=1) == 4

@@ -15,6 +15,7 @@ from engine.model import (PRESETS, AnchoredDiffusionModel, config_from_preset,
                           masked_diffusion_loss, save_model_and_tokenizer)
 from engine.model.adapter import ModelNotFoundError
 from engine.model.families import detect_family
+from engine.model.tokenizer_files import published_tokens
 from engine.model.modeling import apply_subs_parameterization
 from engine.tokens import load_tokenizer
 
@@ -103,7 +104,8 @@ def build_model(args: ModelArgs, tokenizer_dir: Path, seed: int) -> TrainableMod
         raise ModelSetupError("--model-set changes a preset; a saved model keeps its shape")
     path = Path(args.model).expanduser()
     config = json.loads((path / "config.json").read_text())
-    family = detect_family(config, None)
+    tokens, has_mask = published_tokens(path)
+    family = detect_family(config, None, tokens=tokens, has_mask_token=has_mask)
     if family == "anchored":
         network = AnchoredDiffusionModel.from_pretrained(path, local_files_only=True,
                                                          use_safetensors=True)
