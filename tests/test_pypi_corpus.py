@@ -54,6 +54,10 @@ def test_licences_from_metadata():
                       "v3 (GPLv3)\n")[2] is False
     assert license_of("License: BSD-3-Clause\n") == ("BSD-3-Clause", "License", True)
     assert license_of("Summary: no licence at all\n") == ("unknown", "License", False)
+    # the License field is free text
+    assert license_of("License: Apache License, Version 2.0\n")[::2] == ("Apache-2.0", True)
+    assert license_of("License: BSD\n")[::2] == ("BSD", True)
+    assert license_of("License: LGPL\n")[2] is False
 
 
 def test_fetch_keeps_permissive_pure_python_only(index, tmp_path):

@@ -119,7 +119,22 @@ def license_of(metadata: str) -> tuple[str, str, bool]:
     for key, spdx in PERMISSIVE.items():
         if first in (key, f"{key} License") or first.upper() == key.upper():
             return spdx, "License", True
+    short = _LICENSE_WORDS.sub(" ", first.lower()).strip()
+    short = re.sub(r"\s+", " ", short)
+    if short in _FREE_TEXT:
+        return _FREE_TEXT[short], "License", True
     return first or "unknown", "License", False
+
+
+# The License field is free text: common spellings of the permissive licences, lowered, with
+# "license", "version", "the" and punctuation taken out.
+_LICENSE_WORDS = re.compile(r"\b(the|license|licence|version|v)\b|[^a-z0-9. ]")
+_FREE_TEXT = {"mit": "MIT", "bsd": "BSD", "new bsd": "BSD-3-Clause", "bsd 3 clause": "BSD-3-Clause",
+              "3 clause bsd": "BSD-3-Clause", "bsd 2 clause": "BSD-2-Clause",
+              "simplified bsd": "BSD-2-Clause", "apache 2.0": "Apache-2.0",
+              "apache 2": "Apache-2.0", "apache": "Apache-2.0", "apache software": "Apache-2.0",
+              "psf": "PSF-2.0", "python software foundation": "PSF-2.0", "isc": "ISC",
+              "unlicense": "Unlicense", "zlib": "Zlib"}
 
 
 def _normal(name: str) -> str:
