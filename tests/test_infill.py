@@ -525,3 +525,20 @@ def test_keep_anchors_survive_repair_and_pads(tokenizer, say):
         place += len(word)
     if say == ")":
         assert result.candidates[0].repair_rounds == 2 and not result.valid
+
+
+def test_ranking_prefers_written_code_to_deletions():
+    from engine.infill.candidates import ranked
+    from engine.infill.request import Candidate, SpanEdit
+
+    def candidate(new, score, parses=True):
+        edit = SpanEdit(start_byte=0, end_byte=5, start_line=1, end_line=1, kind="statements",
+                        node_types=["expression_statement"], old_text="x = 1", new_text=new,
+                        mask_tokens=4, tokens=len(new))
+        return Candidate(text=new, spans=[edit], score=score, parses=parses, same_kind=True,
+                         repair_rounds=0)
+
+    deletion, rewrite = candidate("", -0.01), candidate("x = 2", -1.5)
+    broken = candidate("x = (", -0.001, parses=False)
+    assert ranked([deletion, broken, rewrite]) == [rewrite, deletion, broken]
+    assert ranked([candidate("y = 3", -2.0), rewrite])[0] is rewrite  # then the score

@@ -11,7 +11,7 @@ import torch
 from ..syntax import SourceDocument, check_replacement
 from ..syntax.validity import ErrorRegion, edit_errors
 from .canvas import Canvas
-from .request import SpanEdit
+from .request import Candidate, SpanEdit
 from .vocab import InfillTokenizer
 
 
@@ -139,3 +139,15 @@ def span_edits(doc: SourceDocument, canvas: Canvas, decoded: DecodedRow) -> list
             old_text=doc.source[start:end].decode("utf-8"), new_text=new, mask_tokens=length,
             tokens=len(decoded.positions[i])))
     return edits
+
+
+def rank_key(candidate: Candidate) -> tuple:
+    """Valid before invalid; then one that wrote code before one that only deleted code the
+    user selected (a deletion stays a candidate, after the rewrites); then the score."""
+    deleted = all(not e.new_text.strip() for e in candidate.spans) and \
+        any(e.old_text.strip() for e in candidate.spans)
+    return (candidate.valid, not deleted, candidate.score)
+
+
+def ranked(candidates) -> list[Candidate]:
+    return sorted(candidates, key=rank_key, reverse=True)

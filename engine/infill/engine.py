@@ -17,7 +17,8 @@ import torch
 from ..errors import AstdiffuseError
 from ..model.adapter import ModelLoadError, ModelNotFoundError, MaskedLMDenoiser, load_denoiser
 from ..syntax import SourceDocument, masked_spans
-from .candidates import DecodedRow, decode_row, judge, repair_positions, span_edits
+from .candidates import (DecodedRow, decode_row, judge, rank_key, ranked, repair_positions,
+                         span_edits)
 from .canvas import build_canvas
 from .exact import EXACT_MODE, exact_spans
 from .expand import ExpandingSampler, rows_from_state, state_tensors
@@ -406,23 +407,28 @@ class InfillEngine:
         return out
 
     def _rank(self, job: "_Job") -> list[Candidate]:
-        """Valid before invalid, then by mean log-probability of the generated tokens; rows that
-        decoded to the same document count once."""
+        """Candidates in `ranked` order; rows that decoded to the same document count once.
+        A candidate's score is the mean log-probability of the tokens it wrote into the text
+        (the pads that ended its spans do not count: a model sure of its pads would otherwise
+        rank a nearly empty row first); an empty infill scores by its pads."""
         logp = job.state.logp[job.rows].cpu()
         generated = job.generated.cpu()
         seen: dict[bytes, Candidate] = {}
         for decoded in job.decoded:
             mask = generated[decoded.row]
-            score = float(logp[decoded.row][mask].mean()) if bool(mask.any()) else 0.0
+            written = [p for span in decoded.positions for p in span if bool(mask[p])]
+            row = logp[decoded.row]
+            score = float(row[written].mean()) if written else \
+                float(row[mask].mean()) if bool(mask.any()) else 0.0
             candidate = Candidate(
                 text=decoded.new_source.decode("utf-8", errors="replace"),
                 spans=span_edits(job.doc, job.canvas, decoded), score=score,
                 parses=decoded.parses, same_kind=all(decoded.same_kind),
                 repair_rounds=job.rounds[decoded.row])
             best = seen.get(decoded.new_source)
-            if best is None or (candidate.valid, candidate.score) > (best.valid, best.score):
+            if best is None or rank_key(candidate) > rank_key(best):
                 seen[decoded.new_source] = candidate
-        return sorted(seen.values(), key=lambda c: (c.valid, c.score), reverse=True)
+        return ranked(seen.values())
 
     def partial_text(self, canvas, ids: torch.Tensor) -> list[str]:
         """The current text of each span of canvas row 0 held in `ids` [L], masks shown as
