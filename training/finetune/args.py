@@ -19,6 +19,10 @@ def arg(default, help: str, *, choices: tuple[str, ...] | None = None, metavar: 
     return field(default=default, metadata=meta)
 
 
+ARCHITECTURES = ("anchored", "qwen2")
+OBJECTIVES = ("diffusion", "ar")
+
+
 @dataclass
 class ModelArgs:
     """Model: what to train."""
@@ -33,6 +37,14 @@ class ModelArgs:
                      "fp32 otherwise), fp32, bf16", choices=DTYPES)
     trust_remote_code: bool = arg(False, "allow a transformers model's own code (off: only "
                                   "natively supported architectures load)")
+    architecture: str = arg("anchored", "network trained from a preset: anchored (ours), or "
+                            "qwen2 (transformers' Qwen2 at the preset's size, tied embeddings, "
+                            "bidirectional with the one-position logit shift as Open-dCoder; "
+                            "the engine loads it as the open-dcoder family)",
+                            choices=ARCHITECTURES)
+    objective: str = arg("diffusion", "diffusion (masked diffusion) or ar (next-token warm "
+                         "start: causal attention, every position's loss; qwen2 only; continue "
+                         "with --objective diffusion from its final/)", choices=OBJECTIVES)
 
 
 @dataclass

@@ -58,10 +58,17 @@ class TrainableModel(nn.Module):
     """What the loop trains: `loss(batch)` -> (loss, nelbo, anchor_loss) for either kind."""
 
     def __init__(self, network: nn.Module, kind: str, mask_token_id: int,
-                 shift_logits: bool = False):
+                 shift_logits: bool = False, objective: str = "diffusion"):
         super().__init__()
         self.network, self.kind = network, kind
         self.mask_token_id, self.shift_logits = mask_token_id, shift_logits
+        self.objective = objective
+        if kind == "qwen2":  # causal for the next-token warm start, bidirectional after
+            causal = objective == "ar"
+            network.config.is_causal = causal
+            for module in network.modules():
+                if hasattr(module, "is_causal"):
+                    module.is_causal = causal
 
     @property
     def config(self):
@@ -74,7 +81,12 @@ class TrainableModel(nn.Module):
                                labels=labels, t=t, anchor_weights=anchor_weights,
                                loss_weighting=loss_weighting, return_dict=True)
             return out.loss, out.nelbo, out.anchor_loss
-        logits = self.network(input_ids=input_ids, attention_mask=attention_mask).logits
+        if self.kind == "qwen2" and self.objective == "ar":
+            return self._next_token_loss(labels, attention_mask)
+        if self.kind == "qwen2":
+            logits = _bidirectional_logits(self.network, input_ids, attention_mask)
+        else:
+            logits = self.network(input_ids=input_ids, attention_mask=attention_mask).logits
         logits = logits[..., :self.network.config.vocab_size]
         if self.shift_logits:
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
@@ -83,6 +95,54 @@ class TrainableModel(nn.Module):
                                        t=t, loss_weighting=loss_weighting,
                                        mask_token_id=self.mask_token_id)
         return losses.loss, losses.nelbo, losses.anchor_loss
+
+
+    def _next_token_loss(self, tokens, attention_mask):
+        """Causal LM loss over every position of the unmasked windows (`tokens` [B, L] are the
+        original ids): logit i predicts token i + 1, as in the autoregressive models Dream and
+        Open-dCoder start from."""
+        keep = torch.ones_like(tokens, dtype=torch.bool) if attention_mask is None \
+            else attention_mask.bool()
+        inputs = tokens.masked_fill(~keep, 0)
+        logits = self.network(input_ids=inputs, attention_mask=keep.long()).logits
+        targets = inputs[:, 1:].masked_fill(~keep[:, 1:], -100)
+        loss = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
+                                           targets.flatten(), ignore_index=-100)
+        return loss, loss.detach(), loss.new_zeros(())
+
+
+def _bidirectional_logits(network, input_ids, attention_mask):
+    """A causal transformers LM's logits with every position attending both ways: a
+    key-padding-only 4D mask and explicit positions (what the engine's native loader runs)."""
+    batch, length = input_ids.shape
+    dtype = next(network.parameters()).dtype
+    keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None \
+        else attention_mask.bool()
+    bias = torch.zeros(batch, 1, 1, length, dtype=dtype, device=input_ids.device)
+    bias = bias.masked_fill(~keep[:, None, None, :], torch.finfo(dtype).min)
+    positions = torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, -1)
+    return network(input_ids=input_ids, attention_mask=bias, position_ids=positions,
+                   use_cache=False).logits
+
+
+def qwen2_network(preset: str, vocab: int, overrides: dict):
+    """A fresh `Qwen2ForCausalLM` at a preset's size (width, depth = anchor + denoiser layers,
+    heads, MLP), tied embeddings, no sliding window."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    anchored = config_from_preset(preset, vocab, **overrides)
+    config = Qwen2Config(
+        vocab_size=vocab, hidden_size=anchored.hidden_size,
+        intermediate_size=anchored.intermediate_size,
+        num_hidden_layers=anchored.num_anchor_layers + anchored.num_denoiser_layers,
+        num_attention_heads=anchored.num_attention_heads,
+        num_key_value_heads=anchored.num_attention_heads,
+        max_position_embeddings=anchored.max_position_embeddings,
+        rope_theta=anchored.rope_theta, rms_norm_eps=anchored.norm_eps,
+        tie_word_embeddings=True, use_sliding_window=False, use_cache=False,
+        attention_dropout=0.0)
+    config._attn_implementation = "sdpa"
+    return Qwen2ForCausalLM(config)
 
 
 def loss_of(model: nn.Module, batch: Batch, loss_weighting: str):
@@ -95,8 +155,14 @@ def build_model(args: ModelArgs, tokenizer_dir: Path, seed: int) -> TrainableMod
     """A fresh model from a preset (initialised from `seed`) or the one saved at args.model."""
     tokenizer = load_tokenizer(tokenizer_dir)
     mask_id = tokenizer.mask_token_id
+    if args.objective == "ar" and args.architecture != "qwen2" and args.model in PRESETS:
+        raise ModelSetupError("--objective ar trains a causal network: use --architecture qwen2")
     if args.model in PRESETS:
         torch.manual_seed(seed)
+        if args.architecture == "qwen2":
+            network = qwen2_network(args.model, len(tokenizer), _overrides(args.model_set))
+            return TrainableModel(network, "qwen2", mask_id, shift_logits=True,
+                                  objective=args.objective)
         config = config_from_preset(args.model, len(tokenizer), mask_token_id=mask_id,
                                     use_anchor=args.use_anchor, **_overrides(args.model_set))
         return TrainableModel(AnchoredDiffusionModel(config), "anchored", mask_id)
@@ -104,6 +170,16 @@ def build_model(args: ModelArgs, tokenizer_dir: Path, seed: int) -> TrainableMod
         raise ModelSetupError("--model-set changes a preset; a saved model keeps its shape")
     path = Path(args.model).expanduser()
     config = json.loads((path / "config.json").read_text())
+    if config.get("model_type") == "qwen2":  # a qwen2 run's own checkpoint (AR or diffusion)
+        from transformers import Qwen2ForCausalLM
+
+        network = Qwen2ForCausalLM.from_pretrained(path, local_files_only=True,
+                                                   use_safetensors=True)
+        network.config._attn_implementation = "sdpa"
+        return TrainableModel(network, "qwen2", mask_id, shift_logits=True,
+                              objective=args.objective)
+    if args.objective == "ar":
+        raise ModelSetupError("--objective ar trains a qwen2 network (--architecture qwen2)")
     tokens, has_mask = published_tokens(path)
     family = detect_family(config, None, tokens=tokens, has_mask_token=has_mask)
     if family == "anchored":
