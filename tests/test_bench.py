@@ -151,3 +151,14 @@ def test_set_overrides_are_typed_and_checked():
         parse_overrides(["nonsense=1"])
     with pytest.raises(InvalidRequestError):
         parse_overrides(["threshold=3"])
+
+
+def test_train_speed_prints_json(capsys):
+    from training.benchmarks.train_speed import main
+
+    assert main(["--shapes", "64x2", "--steps", "1", "--seq-len", "32", "--batch", "2",
+                 "--vocab", "300", "--threads", "1", "--dtypes", "fp32"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    row, = out["rows"]
+    assert (row["hidden"], row["layers"], row["dtype"]) == (64, 2, "fp32")
+    assert row["tokens_per_s"] > 0 and "native_bf16" in out["machine"]
