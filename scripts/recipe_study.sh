@@ -17,10 +17,18 @@ COMMON=(--data "$SHARDS" --tokenizer engine/default_model --seq-len 256 --batch-
         --lr 1e-3 --warmup-steps 30 --dtype auto --threads 2 --checkpoint-every 50
         --eval-every 0 --eval-windows 64 --no-progress --seed 0)
 DIFFUSION=(--masking mix --max-rate 0.6)
-run() {  # NAME ARGS...: train unless its final model exists
+run() {  # NAME ARGS...: train unless done; a run --max-minutes stopped is then evaluated and
+    # exported at the step it reached (--resume --steps N: no more training)
     local name=$1; shift
-    [ -f "$OUT/$name/final/config.json" ] || "$PY" -m training.finetune "${COMMON[@]}" "$@" \
+    [ -f "$OUT/$name/summary.json" ] || "$PY" -m training.finetune "${COMMON[@]}" "$@" \
         --out "$OUT/$name"
+    if [ ! -f "$OUT/$name/final/config.json" ]; then
+        local reached
+        reached=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" \
+            "$OUT/$name/summary.json")
+        "$PY" -m training.finetune "${COMMON[@]}" "$@" --out "$OUT/$name" --resume \
+            --steps "$reached"
+    fi
 }
 # A: the current recipe (anchored small model, mix masking), from scratch
 run A-anchored --model small "${DIFFUSION[@]}" --steps "$STEPS" --max-minutes "$MINUTES"
