@@ -266,6 +266,11 @@ def save_final(model: TrainableModel, tokenizer_dir: Path, directory: Path) -> P
     directory.mkdir(parents=True, exist_ok=True)
     if model.kind == "anchored":
         save_model_and_tokenizer(network, load_tokenizer(tokenizer_dir), directory)
+    elif model.kind == "qwen2":
+        # the tokenizer saved with its roles (tokenizer_config.json names the mask): what makes
+        # the engine read a qwen2 checkpoint as a diffusion model (the open-dcoder family)
+        network.save_pretrained(directory, safe_serialization=True)
+        load_tokenizer(tokenizer_dir).save_pretrained(directory)
     else:
         network.save_pretrained(directory, safe_serialization=True)
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
