@@ -82,16 +82,8 @@ class NativeDiffusionLM:
                        attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L] -> [B, L, V]: the network's logits in this project's convention (logit i
         predicts token i: Dream's are shifted right by one), before the SUBS rules."""
-        input_ids = input_ids.to(self.device)
-        batch, length = input_ids.shape
-        keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None \
-            else attention_mask.to(self.device).bool()
-        # Key padding only (no all-masked query rows): 0 = attend, finfo.min = masked.
-        bias = torch.zeros(batch, 1, 1, length, dtype=self.dtype, device=self.device)
-        bias = bias.masked_fill(~keep[:, None, None, :], torch.finfo(self.dtype).min)
-        positions = torch.arange(length, device=self.device).unsqueeze(0).expand(batch, -1)
-        output = self.model(input_ids=input_ids, attention_mask=bias, position_ids=positions,
-                            use_cache=False)
+        output = self.model(**bidirectional_inputs(input_ids.to(self.device), attention_mask,
+                                                   self.dtype))
         logits = output.logits[..., :self.vocab_size]
         if self.shift_logits:
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
@@ -107,15 +99,8 @@ class NativeDiffusionLM:
         rules: the network runs over the whole canvas, but the LM head (a 150k-row matmul
         per position for the Qwen families) only where a token is wanted. Equal to
         `logits(...)[rows, columns]` at masked positions."""
-        input_ids = input_ids.to(self.device)
-        batch, length = input_ids.shape
-        keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None \
-            else attention_mask.to(self.device).bool()
-        bias = torch.zeros(batch, 1, 1, length, dtype=self.dtype, device=self.device)
-        bias = bias.masked_fill(~keep[:, None, None, :], torch.finfo(self.dtype).min)
-        positions = torch.arange(length, device=self.device).unsqueeze(0).expand(batch, -1)
-        hidden = self.model.model(input_ids=input_ids, attention_mask=bias,
-                                  position_ids=positions, use_cache=False).last_hidden_state
+        hidden = self.model.model(**bidirectional_inputs(
+            input_ids.to(self.device), attention_mask, self.dtype)).last_hidden_state
         rows, columns = rows.to(hidden.device), columns.to(hidden.device)
         source = (columns - 1).clamp_min(0) if self.shift_logits else columns
         head = self.model.get_output_embeddings()
@@ -147,6 +132,23 @@ class NativeDiffusionLM:
         return (f"NativeDiffusionLM(family={self.family!r}, {type(self.model).__name__}, "
                 f"vocab={self.vocab_size}, mask={self.mask_token_id}, device={self.device}, "
                 f"dtype={self.dtype})")
+
+
+def bidirectional_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                         dtype: torch.dtype) -> dict:
+    """Keyword arguments for a transformers decoder so every position attends both ways: a
+    key-padding-only 4D additive mask (no all-masked query rows: 0 attend, finfo.min masked)
+    and explicit positions, so neither transformers' mask builder nor SDPA adds a causal
+    mask."""
+    batch, length = input_ids.shape
+    device = input_ids.device
+    keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None \
+        else attention_mask.to(device).bool()
+    bias = torch.zeros(batch, 1, 1, length, dtype=dtype, device=device)
+    bias = bias.masked_fill(~keep[:, None, None, :], torch.finfo(dtype).min)
+    positions = torch.arange(length, device=device).unsqueeze(0).expand(batch, -1)
+    return {"input_ids": input_ids, "attention_mask": bias, "position_ids": positions,
+            "use_cache": False}
 
 
 def make_bidirectional(model: nn.Module) -> None:

@@ -112,17 +112,12 @@ class TrainableModel(nn.Module):
 
 
 def _bidirectional_logits(network, input_ids, attention_mask):
-    """A causal transformers LM's logits with every position attending both ways: a
-    key-padding-only 4D mask and explicit positions (what the engine's native loader runs)."""
-    batch, length = input_ids.shape
+    """A causal transformers LM's logits with every position attending both ways (what the
+    engine's native loader runs)."""
+    from engine.model.native import bidirectional_inputs
+
     dtype = next(network.parameters()).dtype
-    keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None \
-        else attention_mask.bool()
-    bias = torch.zeros(batch, 1, 1, length, dtype=dtype, device=input_ids.device)
-    bias = bias.masked_fill(~keep[:, None, None, :], torch.finfo(dtype).min)
-    positions = torch.arange(length, device=input_ids.device).unsqueeze(0).expand(batch, -1)
-    return network(input_ids=input_ids, attention_mask=bias, position_ids=positions,
-                   use_cache=False).logits
+    return network(**bidirectional_inputs(input_ids, attention_mask, dtype)).logits
 
 
 def qwen2_network(preset: str, vocab: int, overrides: dict):
