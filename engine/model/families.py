@@ -19,8 +19,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_N
 
 from .adapter import UnsupportedModelError
 from .configuration import MODEL_TYPE
-from .layouts import (LAYOUTS, UnsupportedLayoutError, dream_config, llada_config,
-                      llada_layout_problems, qwen2_config, qwen3_config)
+from .layouts import (LAYOUTS, LLADA_MOE_TYPES, UnsupportedLayoutError, dream_config,
+                      llada_config, llada_layout_problems, qwen2_config, qwen3_config)
 
 __all__ = ["AUTHORS_ONLY", "Checkpoint", "checkpoints_table", "families_table", "FAMILIES", "FamilySpec", "NATIVE_FAMILIES",
            "SAMPLING_DEFAULTS", "SPECS", "UnsupportedLayoutError", "checkpoint_by_name",
@@ -192,9 +192,6 @@ FAMILY_SPECS = {spec.name: spec for spec in SPECS}
 FAMILIES = tuple(FAMILY_SPECS)
 NATIVE_FAMILIES = tuple(spec.name for spec in SPECS if spec.native)
 SAMPLING_DEFAULTS = {spec.name: dict(spec.sampling) for spec in SPECS if spec.sampling}
-SHIFTED_FAMILIES = frozenset(spec.name for spec in SPECS if spec.shift)
-DEFAULT_MASK_IDS = {spec.name: spec.mask_id for spec in SPECS if spec.mask_id is not None}
-_MOE_TYPES = {"lladamoe", "llada_moe", "llada-moe", "llada2_moe"}
 # Masks of families that only run their own code, used when config.json names none.
 REMOTE_MASK_IDS = {"llada2_moe": 156895, "lladamoe": 156895}
 
@@ -228,7 +225,7 @@ def detect_family(config: dict, family: str | None = None, tokens: frozenset = f
     model_type = str(config.get("model_type") or "")
     kind = model_type.lower()
     architectures = [str(a) for a in config.get("architectures") or []]
-    if kind in _MOE_TYPES or any("moe" in a.lower() and "llada" in a.lower()
+    if kind in LLADA_MOE_TYPES or any("moe" in a.lower() and "llada" in a.lower()
                                  for a in architectures) or (
             kind == "llada" and llada_layout_problems(config)):
         problems = llada_layout_problems(config) or ["a mixture-of-experts layout"]

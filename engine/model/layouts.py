@@ -99,7 +99,7 @@ _LLADA_RENAMES = [(re.compile(pattern), target) for pattern, target in (
      r"model.layers.\1.mlp.down_proj.\2"),
 )]
 _LLADA_REQUIRED = ("d_model", "n_layers", "n_heads")
-_LLADA_MOE_TYPES = {"lladamoe", "llada_moe", "llada-moe", "llada2_moe"}
+LLADA_MOE_TYPES = {"lladamoe", "llada_moe", "llada-moe", "llada2_moe"}
 
 
 def llada_key(key: str) -> str:
@@ -115,7 +115,7 @@ def llada_layout_problems(config: dict) -> list[str]:
     model_type = str(config.get("model_type") or "").lower()
     architectures = [str(a) for a in config.get("architectures") or []]
     experts = sorted(k for k in config if "expert" in k.lower() or k.lower().startswith("moe"))
-    if experts or model_type in _LLADA_MOE_TYPES or any("moe" in a.lower() for a in architectures):
+    if experts or model_type in LLADA_MOE_TYPES or any("moe" in a.lower() for a in architectures):
         return [f"it is a mixture-of-experts model (LLaDA-MoE: {', '.join(experts) or 'MoE'}), "
                 "which has no dense Llama equivalent"]
     if "d_model" not in config and config.get("hidden_size") is not None:

@@ -43,11 +43,6 @@ def _content(value) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def tokenizer_class_name(directory: Path) -> str | None:
-    """The `tokenizer_class` tokenizer_config.json names (None if it names none)."""
-    return _read_json(Path(directory) / "tokenizer_config.json").get("tokenizer_class")
-
-
 def has_tokenizer_files(directory: Path) -> bool:
     directory = Path(directory)
     return (directory / "tokenizer.json").is_file() or (
