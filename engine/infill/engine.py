@@ -128,12 +128,13 @@ class InfillEngine:
         denoiser = load_denoiser(model, device=target, dtype=dtype,
                                  trust_remote_code=trust_remote_code, family=family,
                                  device_map=device_map)
-        directory = _model_dir(model)
-        tokenizer = _load_tokenizer(directory)
-        # The model knows its mask id (config.json) when its tokenizer does not name one.
+        # a native model was loaded with its published tokenizer: the same one, not built again
+        tokenizer = getattr(denoiser, "tokenizer", None) or _load_tokenizer(_model_dir(model))
+        # The model knows its mask id (config.json) when its tokenizer does not name one; a
+        # native family's is resolved by its loader (config, tokenizer, the family's token).
         mask = getattr(tokenizer, "mask_token_id", None)
         if mask is None or getattr(denoiser, "spec", None) is not None:
-            mask = getattr(denoiser, "mask_token_id", None) or mask
+            mask = getattr(denoiser, "mask_token_id", None)
         spec = family_of(denoiser)
         config = getattr(denoiser, "config", None)
         fallback = {k: getattr(config, k, None) for k in ("bos_token_id", "eos_token_id")}

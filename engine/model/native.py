@@ -39,8 +39,9 @@ class NativeDiffusionLM:
 
     def __init__(self, model: nn.Module, *, family: str, mask_token_id: int,
                  usable_vocab: int | None = None, device_map: dict | None = None,
-                 name: str | None = None):
+                 name: str | None = None, tokenizer=None):
         self.model = model.eval()
+        self.tokenizer = tokenizer  # the published tokenizer it was loaded with (or None)
         self.config = model.config
         self.family = family
         self.spec = family_spec(family)
@@ -87,10 +88,14 @@ class NativeDiffusionLM:
         logits = output.logits[..., :self.vocab_size]
         if self.shift_logits:
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-        if self.usable_vocab is not None:
-            unusable = torch.arange(self.vocab_size, device=logits.device) >= self.usable_vocab
-            logits = logits.masked_fill(unusable, float("-inf"))
-        return logits
+        return self._mask_unusable(logits)
+
+    def _mask_unusable(self, logits: torch.Tensor) -> torch.Tensor:
+        """-inf for the embedding rows past the tokenizer (padding of the matrix)."""
+        if self.usable_vocab is None:
+            return logits
+        unusable = torch.arange(self.vocab_size, device=logits.device) >= self.usable_vocab
+        return logits.masked_fill(unusable, float("-inf"))
 
     @torch.no_grad()
     def logits_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -105,10 +110,7 @@ class NativeDiffusionLM:
         source = (columns - 1).clamp_min(0) if self.shift_logits else columns
         head = self.model.get_output_embeddings()
         logits = head(hidden[rows, source].to(head.weight.device))[..., :self.vocab_size]
-        logits = logits.float() if logits.dtype != torch.float32 else logits
-        if self.usable_vocab is not None:
-            unusable = torch.arange(self.vocab_size, device=logits.device) >= self.usable_vocab
-            logits = logits.masked_fill(unusable, float("-inf"))
+        logits = self._mask_unusable(logits.float())
         logits[:, self.mask_token_id] = float("-inf")  # SUBS: the mask is never predicted
         return logits
 
@@ -264,7 +266,8 @@ def load_native(source: str | Path, config: dict, family: str, *,
     model.config.mask_token_id = mask
     return NativeDiffusionLM(model, family=family, mask_token_id=mask,
                              usable_vocab=len(tokenizer) if tokenizer is not None else None,
-                             device_map=placement, name=name or str(source))
+                             device_map=placement, name=name or str(source),
+                             tokenizer=tokenizer)
 
 
 # -- files and names -----------------------------------------------------------------------------
@@ -474,8 +477,7 @@ def _mask_token(explicit: int | None, config: dict, tokenizer, source: Path, fam
     if mask is None:
         mask = getattr(tokenizer, "mask_token_id", None)
     if mask is None and tokenizer is not None and spec.mask_token is not None:
-        mask = tokenizer.convert_tokens_to_ids(spec.mask_token)
-        mask = None if mask == tokenizer.unk_token_id else mask
+        mask = tokenizer.backend_tokenizer.token_to_id(spec.mask_token)  # None if absent
     if mask is None:
         mask = spec.mask_ids_by_type.get(str(config.get("model_type") or "").lower(),
                                          spec.mask_id)
