@@ -321,11 +321,8 @@ class InfillEngine:
         def on_step(group, step, total, mine):
             job = by_group[id(group)]
             if job.progress is not None:
-                canvas = dataclasses.replace(job.canvas,
-                                             slots=[mine[0].slots(len(job.canvas.spans))])
-                ids = torch.tensor(mine[0].tokens)
-                job.progress(ProgressEvent(step, total, self.partial_text(canvas, ids),
-                                           job.phase))
+                spans = self.partial_text(mine[0].slots(len(job.canvas.spans)), mine[0].tokens)
+                job.progress(ProgressEvent(step, total, spans, job.phase))
 
         sampler.run(rows, [job.planned_steps(job.generated) for job in jobs], on_step)
         ids, attention, editable, masked, logp, generated = state_tensors(rows,
@@ -431,13 +428,13 @@ class InfillEngine:
                 seen[decoded.new_source] = candidate
         return ranked(seen.values())
 
-    def partial_text(self, canvas, ids: torch.Tensor) -> list[str]:
-        """The current text of each span of canvas row 0 held in `ids` [L], masks shown as
-        PARTIAL_MASK."""
-        ids = ids.tolist()
+    def partial_text(self, slots: list[tuple[int, int]], ids) -> list[str]:
+        """The current text of each span of one canvas row: `slots` its (start, length) per
+        span, `ids` its tokens ([L] tensor or list), masks shown as PARTIAL_MASK."""
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         drop = self.tokenizer.special_ids
         out = []
-        for start, length in canvas.slots[0]:
+        for start, length in slots:
             pieces, run = [], []
             for token in ids[start:start + length]:
                 if token == self.tokenizer.mask_id:
@@ -494,7 +491,7 @@ class _Job:
             return None
 
         def on_step(step: int, total: int, state: SamplerState) -> None:
-            spans = engine.partial_text(self.canvas, state.ids[self.offset])
+            spans = engine.partial_text(self.canvas.slots[0], state.ids[self.offset])
             self.progress(ProgressEvent(step, total, spans, self.phase))
         return on_step
 

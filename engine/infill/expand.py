@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .orders import ORDERS, draw, sampling_distribution
-from .sampler import InfillCancelled, RowGroup
+from .sampler import RowGroup, stopped_groups
 
 
 @dataclass
@@ -94,15 +94,14 @@ class ExpandingSampler:
         step = 0
         cap = 4 * max(steps) + sum(len(r.tokens) for r in rows) + sum(
             g.options.expand_budget * len(rows[g.start].grown) * 2 for g in self.groups) + 1
+        owner = [0] * len(rows)  # each row's group
+        for index, group in enumerate(self.groups):
+            for r in range(*group.rows(len(rows)).indices(len(rows))):
+                owner[r] = index
         while any(any(r.masked) for r in rows) and step < cap:
-            for group in self.groups:
-                if group.cancelled is not None and group.cancelled():
-                    group.stopped = True
-                if group.stopped:
-                    for row in rows[group.rows(len(rows))]:
-                        row.masked = [False] * len(row.masked)
-            if all(g.stopped for g in self.groups):
-                raise InfillCancelled("infill cancelled")
+            for group in stopped_groups(self.groups):
+                for row in rows[group.rows(len(rows))]:
+                    row.masked = [False] * len(row.masked)
             busy = [r for r, row in enumerate(rows) if any(row.masked)]
             if not busy:
                 break
@@ -110,21 +109,19 @@ class ExpandingSampler:
             logits = self._masked_logits(ids, attention, [rows[r] for r in busy])
             self.forward_passes += 1
             for k, r in enumerate(busy):
-                group = next(g for g in self.groups
-                             if g.start <= r < (len(rows) if g.stop is None else g.stop))
-                planned = steps[self.groups.index(group)]
-                self._step_row(rows[r], logits[k], group, max(1, planned - group.steps))
+                group = self.groups[owner[r]]
+                self._step_row(rows[r], logits[k], group,
+                               max(1, steps[owner[r]] - group.steps))
             step += 1
-            for index, group in enumerate(self.groups):
-                mine = rows[group.rows(len(rows))]
-                if any(busy_r in range(*group.rows(len(rows)).indices(len(rows)))
-                       for busy_r in busy):
-                    group.steps += 1
-                    if on_step is not None:
-                        left = sum(any(row.masked) for row in mine)
-                        on_step(group, group.steps,
-                                group.steps + (max(0, steps[index] - group.steps) if left else 0),
-                                mine)
+            for index in sorted({owner[r] for r in busy}):
+                group = self.groups[index]
+                group.steps += 1
+                if on_step is not None:
+                    mine = rows[group.rows(len(rows))]
+                    left = any(any(row.masked) for row in mine)
+                    on_step(group, group.steps,
+                            group.steps + (max(0, steps[index] - group.steps) if left else 0),
+                            mine)
         return step
 
     def _masked_logits(self, ids: torch.Tensor, attention: torch.Tensor,

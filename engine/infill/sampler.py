@@ -179,13 +179,8 @@ class DiffusionSampler:
     def _stop_cancelled(self, state: SamplerState) -> None:
         """Freeze the rows of every group whose flag is set; InfillCancelled once all are."""
         batch = state.ids.shape[0]
-        for group in self.groups:
-            if not group.stopped and group.cancelled is not None and group.cancelled():
-                group.stopped = True
-            if group.stopped:
-                state.masked[group.rows(batch)] = False
-        if all(g.stopped for g in self.groups):
-            raise InfillCancelled("infill cancelled")
+        for group in stopped_groups(self.groups):
+            state.masked[group.rows(batch)] = False
 
     def _cache_for(self, rows: torch.Tensor, state: SamplerState):
         """The cache for the batch's `rows` [R]: the last one, or the part of it those rows
@@ -372,6 +367,17 @@ class DiffusionSampler:
         positions, rows = active[again], rows[again]
         state.masked[rows, positions] = True
         state.ids[rows, positions] = self.model.mask_token_id
+
+
+def stopped_groups(groups: list[RowGroup]) -> list[RowGroup]:
+    """Poll each group's cancellation flag; the groups stopped so far (their rows decode no
+    further), or InfillCancelled once every group is."""
+    for group in groups:
+        if not group.stopped and group.cancelled is not None and group.cancelled():
+            group.stopped = True
+    if all(g.stopped for g in groups):
+        raise InfillCancelled("infill cancelled")
+    return [g for g in groups if g.stopped]
 
 
 def _where(held: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | None:
