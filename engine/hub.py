@@ -13,11 +13,14 @@ the one the hub gave as its ETag. Short names come from the family table
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from pathlib import Path
 
 from .errors import AstdiffuseError
+
+log = logging.getLogger(__name__)
 
 # What the engine reads from a checkpoint; nothing else is downloaded.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "merges.txt", "*.jinja"]
@@ -155,6 +158,7 @@ def locate(name: str, *, download: bool = False, progress: bool = True) -> str:
     except PullError:
         raise ModelNotFoundError(name) from None
     if download:
+        log.info("downloading %s from the hub (asked for: it is not on this machine)", repo)
         return str(pull(repo, progress=progress))
     raise ModelNotFoundError(name, (
         f"{name!r} is not downloaded (nothing downloads unasked): run `python -m engine pull "

@@ -93,11 +93,9 @@ class EngineHost:
                         "tokenizer.json)")
                 if path.exists():
                     model = str(path)
-                else:
-                    from engine.hub import local_snapshot, locate
+                else:  # a pulled model's name; downloaded now only with allowDownload
+                    from engine.hub import locate
 
-                    if settings.allow_download and local_snapshot(model) is None:
-                        log.info("downloading %s (astdiffuse.allowDownload is on)", model)
                     model = locate(model, download=settings.allow_download, progress=False)
             with _quiet_transformers():
                 engine = InfillEngine.load(model, device=settings.device)
