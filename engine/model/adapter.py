@@ -257,11 +257,11 @@ def load_denoiser(name: str | Path, *, device: str | torch.device | None = None,
         return load_native(directory, config, found, device=device, dtype=dtype,
                            device_map=device_map, mask_token_id=mask_token_id, name=str(name))
     if found != "anchored":
-        if mask_token_id is None and found == "remote-code":
+        if mask_token_id is None and found == "remote-code" and \
+                config.get("mask_token_id") is None:  # (MaskedLMDenoiser reads config's)
             from .families import REMOTE_MASK_IDS
 
-            mask_token_id = config.get("mask_token_id") or REMOTE_MASK_IDS.get(
-                str(config.get("model_type") or "").lower())
+            mask_token_id = REMOTE_MASK_IDS.get(str(config.get("model_type") or "").lower())
         return MaskedLMDenoiser(name, mask_token_id=mask_token_id, device=device, dtype=dtype,
                                 trust_remote_code=trust_remote_code)
     model = AnchoredDiffusionModel.from_pretrained(source, local_files_only=True,
