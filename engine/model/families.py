@@ -181,8 +181,8 @@ SPECS: tuple[FamilySpec, ...] = (
                         "(its p2 sampler ranks by the drawn token's probability)",
         checkpoints=(Checkpoint("fredzzp/open-dcoder-0.5B", "open-dcoder-0.5b", "0.5B",
                                 "Python", "a laptop CPU", "1-2 GB",
-                                speed="34 s on 2 CPU cores (`--as-published`, bf16), 101 s with "
-                                      "repair; random weights of its shape"),)),
+                                speed="34 s on 2 AVX-512-BF16 cores (`--as-published`), 101 s "
+                                      "with repair; random weights of its shape"),)),
     FamilySpec(
         name="masked-lm", title="any masked LM transformers knows (ModernBERT, ...)",
         frame=("cls_token", "sep_token"), frame_note="[CLS] ... [SEP], as BERT-style models "
