@@ -136,6 +136,26 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(first_run, tmp_path):
     assert steps == list(range(10, 81, 10))  # each step logged once across the two processes
 
 
+def test_stop_at_ends_a_run_where_its_planned_schedule_stood(first_run, tmp_path):
+    """--stop-at N: the weights of step N of a run planned to --steps, saved as final/."""
+    flags = ["--recipe", "smoke", *shared_data(first_run), "--steps", "12", "--batch-size", "4",
+             "--seq-len", "64", "--eval-every", "0", "--no-plot"]
+    whole = tmp_path / "whole"
+    finetune(*flags, "--checkpoint-every", "5", "--keep-checkpoints", "5", "--out", str(whole))
+    stopped = tmp_path / "stopped"
+    summary = json.loads(finetune(*flags, "--stop-at", "5", "--out", str(stopped))
+                         .stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 5 and summary["target_steps"] == 12
+    assert not summary["stopped_early"] and "eval_infill_loss" in summary
+    at_5 = {k.removeprefix("network."): v for k, v in load_file(
+        str(whole / "checkpoints" / "step-0000005" / "weights.safetensors")).items()}
+    at_12 = load_file(str(whole / "final" / "model.safetensors"))
+    final = load_file(str(stopped / "final" / "model.safetensors"))
+    assert final.keys() == at_12.keys() and final.keys() <= at_5.keys()
+    assert all(torch.equal(at_5[k], final[k]) for k in final)
+    assert any(not torch.equal(at_12[k], final[k]) for k in final)
+
+
 def test_bad_data_and_models_are_clear_errors(first_run, tmp_path):
     missing = finetune("--recipe", "smoke", "--data", str(tmp_path / "nope"), "--out",
                        str(tmp_path / "a"), check=False)

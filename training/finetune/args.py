@@ -98,6 +98,10 @@ class OptimArgs:
     """Optimisation: AdamW, warm-up and cosine decay, the seed."""
 
     steps: int = arg(1000, "optimizer steps in all (a resumed run continues to this)")
+    stop_at: int | None = arg(None, "end the run (evaluated, final/ saved) at this step while "
+                              "the learning-rate schedule stays planned to --steps: how a run "
+                              "--max-minutes stopped and then finished early is reproduced",
+                              metavar="STEP")
     batch_size: int = arg(16, "windows per process per micro-batch")
     grad_accum: int = arg(1, "micro-batches per optimizer step")
     lr: float = arg(1e-3, "peak learning rate (AdamW)")

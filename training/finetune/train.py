@@ -267,7 +267,8 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
     loss_value = nelbo_value = anchor_value = float("nan")
     wrapped.train()
     step = start
-    for step in range(start, args.optim.steps):
+    end = min(args.optim.steps, args.optim.stop_at or args.optim.steps)
+    for step in range(start, end):
         lr = learning_rate(step, args)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -296,7 +297,7 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
                                   "resume from the last checkpoint (--resume)")
         loss_value, nelbo_value, anchor_value = totals
         postfix = {}
-        if done % args.run.log_every == 0 or done == args.optim.steps:
+        if done % args.run.log_every == 0 or done == end:
             tokens_per_s = sum_across(throughput.read(), info, device)
             loss_value, nelbo_value, anchor_value = (mean_across(x, info, device)
                                                      for x in totals)
@@ -307,7 +308,7 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
             log.write(record)
             postfix = {"loss": f"{loss_value:.3f}", "tok_s": f"{tokens_per_s:,.0f}"}
         progress.update(**postfix)
-        if args.run.eval_every and done % args.run.eval_every == 0 and done != args.optim.steps:
+        if args.run.eval_every and done % args.run.eval_every == 0 and done != end:
             last_eval = evaluator(wrapped, device, autocast)
             log.write({"kind": "eval", "step": done, **last_eval})
             progress.write(f"step {done}: " + ", ".join(f"{k} {v:.3f}"
@@ -324,7 +325,7 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
                            f"continue with --resume")
             break
     else:
-        done = max(start, args.optim.steps)
+        done = max(start, end)
     progress.close()
 
     summary = {"steps": done, "target_steps": args.optim.steps, "loss": loss_value,
