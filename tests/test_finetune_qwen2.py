@@ -47,6 +47,30 @@ def test_ar_warm_start_then_diffusion_then_the_engine(cache, tmp_path):
                                          options=InfillOptions(steps=3, candidates=1)))
     assert result.candidates
 
+    # exported as a default model: the transformers layout kept, weights in bf16, the mask token
+    # named, provenance recorded; the engine loads it as the same family
+    from safetensors.torch import load_file
+
+    from training.export import main as export_main
+
+    out = tmp_path / "default_model"
+    assert export_main([str(tmp_path / "dlm" / "final"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        "training.json"]
+    record = json.loads((out / "training.json").read_text())
+    assert record["args"]["model"]["objective"] == "diffusion" and record["dtype"] == "bf16"
+    saved = load_file(str(out / "model.safetensors"))
+    trained = load_file(str(tmp_path / "dlm" / "final" / "model.safetensors"))
+    assert saved.keys() == trained.keys()
+    assert all(saved[k].dtype == torch.bfloat16 and torch.equal(saved[k], trained[k].bfloat16())
+               for k in saved)
+    exported = InfillEngine.load(out, device="cpu")
+    assert exported.model.family == "open-dcoder"
+    assert export_main([str(tmp_path / "dlm" / "final"), "--out", str(tmp_path / "big"),
+                        "--max-mb", "0.01"]) == 2
+    assert not (tmp_path / "big").exists()
+
 
 def test_ar_needs_the_qwen2_network(cache):
     _, tokenizer = cache

@@ -21,6 +21,10 @@ from engine.model import load_model_and_tokenizer, save_model_and_tokenizer
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 SHIPPED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "training.json")
+# A network in a transformers layout (training.finetune --architecture qwen2, read by the engine
+# as the open-dcoder family) keeps the tokenizer_config.json that names its mask token.
+NATIVE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                "training.json")
 
 
 class ExportError(AstdiffuseError):
@@ -33,11 +37,17 @@ def export_model(source: Path, out: Path, dtype: str = "bf16", max_mb: float = 3
     files are complete); returns the record also written to out/training.json."""
     if dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    model, tokenizer = load_model_and_tokenizer(source, device="cpu", dtype=DTYPES[dtype])
-    params = sum(p.numel() for p in model.parameters())
+    native = _is_native(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         staged = Path(tmp) / "model"
-        save_model_and_tokenizer(model, tokenizer, staged)
+        if native:
+            params = _stage_native(source, staged, DTYPES[dtype])
+        else:
+            model, tokenizer = load_model_and_tokenizer(source, device="cpu",
+                                                        dtype=DTYPES[dtype])
+            params = sum(p.numel() for p in model.parameters())
+            save_model_and_tokenizer(model, tokenizer, staged)
         size_mb = (staged / "model.safetensors").stat().st_size / 2**20
         if size_mb > max_mb:
             raise ExportError(f"the weights take {size_mb:.1f} MB in {dtype}, over --max-mb "
@@ -50,12 +60,60 @@ def export_model(source: Path, out: Path, dtype: str = "bf16", max_mb: float = 3
                 record[name.split(".")[0]] = json.loads((run / name).read_text())
         (staged / "training.json").write_text(json.dumps(record, indent=1) + "\n")
         for extra in staged.iterdir():
-            if extra.name not in SHIPPED_FILES:
+            if extra.name not in (NATIVE_FILES if native else SHIPPED_FILES):
                 extra.unlink()
+        if native:
+            _check_loads(staged)
         if out.exists():
             shutil.rmtree(out)
         shutil.move(str(staged), str(out))
     return record
+
+
+def _is_native(source: Path) -> bool:
+    """Whether `source` holds a network in a transformers layout rather than the anchored one."""
+    config = source / "config.json"
+    if not config.is_file():
+        return False  # load_model_and_tokenizer names what is missing
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (ValueError, AttributeError) as err:
+        raise ExportError(f"{config} is not a JSON object: {err}") from err
+    return model_type != "astdiffuse-anchored"
+
+
+def _stage_native(source: Path, staged: Path, dtype: torch.dtype) -> int:
+    """Copy a transformers-layout model into `staged` with its floating weights cast to `dtype`
+    (the engine loads it as published; nothing is converted); returns its parameter count."""
+    from safetensors.torch import load_file, save_file
+
+    weights_file = source / "model.safetensors"
+    missing = [name for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json")
+               if not (source / name).is_file()]
+    if missing:
+        raise ExportError(f"{source} lacks {', '.join(missing)}; export a run's final/ "
+                          "(training.finetune writes them)")
+    weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+               for k, v in load_file(str(weights_file)).items()}
+    staged.mkdir(parents=True)
+    save_file(weights, str(staged / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((source / "config.json").read_text())
+    config["dtype"] = {torch.bfloat16: "bfloat16", torch.float16: "float16",
+                       torch.float32: "float32"}[dtype]
+    (staged / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(source / name, staged / name)
+    return sum(v.numel() for v in weights.values())
+
+
+def _check_loads(staged: Path) -> None:
+    """The engine must load what is about to be shipped (family detected, mask token found)."""
+    from engine.model import load_denoiser
+
+    try:
+        load_denoiser(staged, device="cpu")
+    except AstdiffuseError as err:
+        raise ExportError(f"the engine cannot load the exported model: {err}") from err
 
 
 def main(argv: list[str] | None = None) -> int:
