@@ -26,7 +26,7 @@ class Forcing:
         self.controlled = list(controlled)
 
     def __getattr__(self, name):
-        if name == "logits_at":  # every prediction goes through `logits`, to be forced
+        if name in ("logits_at", "denoise_step"):  # every prediction through `logits`, forced
             raise AttributeError(name)
         return getattr(self.inner, name)
 

@@ -16,6 +16,8 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration import AnchoredDiffusionConfig
+from .context_cache import (ContextCache, check_active, check_cache, check_want, concat_caches,
+                            key_mask, move_keys, select_cache, share_cache)
 from .loss import masked_diffusion_loss
 
 try:  # transformers 5: init functions that leave weights loaded from a checkpoint alone
@@ -46,9 +48,8 @@ def rotary_cos_sin(length: int, head_size: int, theta: float, device: torch.devi
                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of rotary embeddings for positions 0..length-1, each [L, D], computed in fp32
     and cast to `dtype`."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_size, 2, device=device,
-                                            dtype=torch.float32) / head_size)  # [D/2]
-    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
+    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32),
+                         _inv_freq(head_size, theta, device))
     angles = torch.cat([angles, angles], dim=-1)  # [L, D]
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
@@ -62,11 +63,12 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 def rotate_by(x: torch.Tensor, shift: torch.Tensor, head_size: int, theta: float) -> torch.Tensor:
     """Keys x [B, N, T, D] already rotated for their positions, moved by shift [B, T] positions:
     rotary rotations compose, so a key at position p becomes exactly the key at p + shift."""
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_size, 2, device=x.device,
-                                            dtype=torch.float32) / head_size)  # [D/2]
-    angles = shift.float().unsqueeze(-1) * inv_freq  # [B, T, D/2]
-    angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)  # [B, 1, T, D]
-    return apply_rotary(x.float(), angles.cos(), angles.sin()).to(x.dtype)
+    return move_keys(x, shift, _inv_freq(head_size, theta, x.device))
+
+
+def _inv_freq(head_size: int, theta: float, device: torch.device) -> torch.Tensor:
+    return 1.0 / theta ** (torch.arange(0, head_size, 2, device=device,
+                                        dtype=torch.float32) / head_size)  # [D/2]
 
 
 def gather_positions(x: torch.Tensor, positions: torch.Tensor,
@@ -76,16 +78,6 @@ def gather_positions(x: torch.Tensor, positions: torch.Tensor,
     index = positions.view(*positions.shape, *(1,) * (x.dim() - 2))
     out = x.gather(1, index.expand(*positions.shape, *x.shape[2:]))
     return out if want is None else out[want]
-
-
-def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """The attention's key mask [B, 1, 1, L] bool (True: attend) for attention_mask [B, L];
-    None when nothing is padding."""
-    if attention_mask is None or bool(attention_mask.bool().all()):
-        return None
-    keys = attention_mask.bool()
-    keys = keys | ~keys.any(-1, keepdim=True)  # an all-padding row attends everywhere
-    return keys[:, None, None, :]
 
 
 class AnchoredDiffusionRMSNorm(nn.Module):
@@ -195,25 +187,6 @@ class AnchoredDiffusionOutput(ModelOutput):
     anchor_loss: torch.FloatTensor | None = None  # the anchor term, scalar
 
 
-@dataclass
-class ContextCache:
-    """Keys and values of every position from `AnchoredDiffusionModel.denoise_step`'s last full
-    pass, so that later steps recompute only their active positions (Fast-dLLM's dual cache).
-
-    Approximate: a step overwrites the entries of its active positions with fresh ones, but those
-    of the context were computed from what the active positions held when the cache was built.
-    As active tokens change (get unmasked), the context's keys and values in every block after
-    the first go stale, until a full pass (`cache=None`) builds a new cache.
-    """
-
-    keys: list[torch.Tensor]  # per block, anchor blocks then denoiser blocks: [B, N, L, D],
-    #   after the rotary rotation
-    values: list[torch.Tensor]  # per block, same order: [B, N, L, D]
-    key_mask: torch.Tensor | None  # [B, 1, 1, L] bool (True: attend), None without padding
-    length: int  # L
-    batch_size: int  # B
-
-
 class AnchoredDiffusionModel(PreTrainedModel):
     """Anchored masked-diffusion LM (see `AnchoredDiffusionConfig` for the two layouts).
 
@@ -303,7 +276,7 @@ class AnchoredDiffusionModel(PreTrainedModel):
         head_size = self.config.hidden_size // self.config.num_attention_heads
         cos, sin = rotary_cos_sin(length, head_size, self.config.rope_theta, input_ids.device,
                                   dtype)
-        return masked, cos, sin, _key_mask(attention_mask)
+        return masked, cos, sin, key_mask(attention_mask)
 
     def _run_blocks(self, blocks: nn.ModuleList, first: int, hidden: torch.Tensor,
                     cos: torch.Tensor, sin: torch.Tensor, key_mask: torch.Tensor | None,
@@ -455,17 +428,16 @@ class AnchoredDiffusionModel(PreTrainedModel):
         Returns (logits [B, A, V] (or [N, V] with `want`), anchor_logits likewise or None
         without an anchor, both with the SUBS rules applied, and the cache).
         """
-        active = self._check_active(input_ids, active)
-        if want is not None and want.shape != active.shape:
-            raise ValueError(f"want must have active's shape {tuple(active.shape)}, not "
-                             f"{tuple(want.shape)}")
-        masked, cos, sin, key_mask = self._prepare(input_ids, attention_mask, None)
+        active = check_active(input_ids, active)
+        check_want(active, want)
+        masked, cos, sin, keys_mask = self._prepare(input_ids, attention_mask, None)
         if cache is None:
-            cache = self._new_cache(input_ids.shape[0], input_ids.shape[1], key_mask)
-            logits, anchor_logits = self._denoise(input_ids, masked, cos, sin, key_mask, cache,
+            cache = self._new_cache(input_ids.shape[0], input_ids.shape[1], keys_mask)
+            logits, anchor_logits = self._denoise(input_ids, masked, cos, sin, keys_mask, cache,
                                                   keep=active, want=want)
             return logits, anchor_logits, cache
-        self._check_cache(cache, input_ids, attention_mask is not None, key_mask)
+        check_cache(cache, input_ids, len(self.anchor_layers) + len(self.denoiser_layers),
+                    self.embed_tokens.weight.dtype, attention_mask is not None, keys_mask)
         # Each active token keeps its true rotary position: cos, sin [B, 1, A, D].
         cos, sin = cos[active].unsqueeze(1), sin[active].unsqueeze(1)
         keep = torch.arange(active.shape[1], device=active.device).expand_as(active)
@@ -477,61 +449,22 @@ class AnchoredDiffusionModel(PreTrainedModel):
     @torch.no_grad()
     def share_context(self, cache: ContextCache, source: torch.Tensor, target: torch.Tensor,
                       attention_mask: torch.Tensor | None = None) -> ContextCache:
-        """A cache for B rows that hold the same context tokens as the one row of `cache`, at
-        other positions (the rows of a canvas whose spans have other lengths).
-
-        source [C]: the context positions in the cached row; target [B, C]: the same tokens'
-        positions in each new row; attention_mask [B, L] of the new rows. Keys move to their
-        new positions (exact rotary shift); the entries of every other position are left to the
-        next `denoise_step`, which must list them all as active. Approximate like any cache: a
-        row's context saw the cached row's spans, not its own.
-        """
-        batch, count = target.shape
-        if source.shape != (count,) or cache.batch_size != 1:
-            raise ValueError("share_context takes a one-row cache, source [C] and target [B, C]")
-        length = int(attention_mask.shape[1]) if attention_mask is not None else cache.length
-        if count and int(target.max()) >= length:
-            raise ValueError(f"target position {int(target.max())} is outside {length} tokens")
-        key_mask = _key_mask(attention_mask.to(target.device) if attention_mask is not None
-                             else None)
-        shared = self._new_cache(batch, length, key_mask)
+        """`engine.model.context_cache.share_cache` for this model's rotary frequencies."""
         head_size = self.config.hidden_size // self.config.num_attention_heads
-        shift = target - source.unsqueeze(0)  # [B, C]
-        index = target[:, None, :, None].expand(-1, self.config.num_attention_heads, -1,
-                                                head_size)
-        for old_k, old_v, new_k, new_v in zip(cache.keys, cache.values, shared.keys,
-                                              shared.values):
-            new_k.zero_()
-            new_v.zero_()
-            k = old_k[:, :, source].expand(batch, -1, -1, -1)
-            new_k.scatter_(2, index, rotate_by(k, shift, head_size, self.config.rope_theta))
-            new_v.scatter_(2, index, old_v[:, :, source].expand(batch, -1, -1, -1))
-        return shared
+        return share_cache(cache, source, target, attention_mask,
+                           _inv_freq(head_size, self.config.rope_theta, target.device))
 
     @torch.no_grad()
     def select_cache(self, cache: ContextCache, rows: torch.Tensor,
                      attention_mask: torch.Tensor | None = None) -> ContextCache:
-        """A copy of the entries of `rows` [R] of `cache`, for steps that run only those rows
-        (the others finished); attention_mask [R, L] of those rows."""
-        rows = rows.to(cache.keys[0].device if cache.keys else rows.device)
-        return ContextCache(keys=[k.index_select(0, rows) for k in cache.keys],
-                            values=[v.index_select(0, rows) for v in cache.values],
-                            key_mask=_key_mask(attention_mask), length=cache.length,
-                            batch_size=int(rows.numel()))
+        """`engine.model.context_cache.select_cache`."""
+        return select_cache(cache, rows, attention_mask)
 
     @torch.no_grad()
     def concat_caches(self, caches: list[ContextCache],
                       attention_mask: torch.Tensor | None = None) -> ContextCache:
-        """Caches of the same length stacked row-wise (several requests' canvases in one
-        batch); attention_mask [sum B, L] of all their rows."""
-        if len({c.length for c in caches}) != 1:
-            raise ValueError("caches of different lengths cannot be stacked; pad the rows first")
-        if len(caches) == 1:
-            return caches[0]
-        return ContextCache(keys=[torch.cat(k) for k in zip(*(c.keys for c in caches))],
-                            values=[torch.cat(v) for v in zip(*(c.values for c in caches))],
-                            key_mask=_key_mask(attention_mask), length=caches[0].length,
-                            batch_size=sum(c.batch_size for c in caches))
+        """`engine.model.context_cache.concat_caches`."""
+        return concat_caches(caches, attention_mask)
 
     def _new_cache(self, batch: int, length: int, key_mask: torch.Tensor | None) -> ContextCache:
         """An unfilled cache for `batch` sequences of `length` tokens, in the model's dtype."""
@@ -542,42 +475,3 @@ class AnchoredDiffusionModel(PreTrainedModel):
         return ContextCache(keys=[weight.new_empty(shape) for _ in range(blocks)],
                             values=[weight.new_empty(shape) for _ in range(blocks)],
                             key_mask=key_mask, length=length, batch_size=batch)
-
-    @staticmethod
-    def _check_active(input_ids: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """active [B, A] as long on input_ids' device; ValueError if not positions of it."""
-        batch, length = input_ids.shape
-        if active.dim() != 2 or active.shape[0] != batch:
-            raise ValueError(f"active must be a [B, A] tensor of positions with B = {batch}, "
-                             f"not of shape {tuple(active.shape)}")
-        if active.dtype.is_floating_point or active.dtype == torch.bool:
-            raise ValueError(f"active must hold integer positions, not {active.dtype}")
-        active = active.to(device=input_ids.device, dtype=torch.long)
-        outside = (active < 0) | (active >= length)
-        if bool(outside.any()):
-            raise ValueError(f"active position {int(active[outside][0])} is outside the "
-                             f"sequence of {length} tokens (0..{length - 1})")
-        return active
-
-    def _check_cache(self, cache: ContextCache, input_ids: torch.Tensor, given_mask: bool,
-                     key_mask: torch.Tensor | None) -> None:
-        """ValueError if `cache` was not built for this batch, this model or this padding."""
-        batch, length = input_ids.shape
-        if (cache.batch_size, cache.length) != (batch, length):
-            raise ValueError(f"the cache was built for {cache.batch_size} sequence(s) of "
-                             f"{cache.length} tokens, not {batch} of {length}; rebuild the cache "
-                             "(cache=None)")
-        blocks = len(self.anchor_layers) + len(self.denoiser_layers)
-        if len(cache.keys) != blocks or len(cache.values) != blocks:
-            raise ValueError(f"the cache holds {len(cache.keys)} blocks, this model has "
-                             f"{blocks}; rebuild the cache (cache=None)")
-        if blocks and cache.keys[0].dtype != self.embed_tokens.weight.dtype:
-            raise ValueError(f"the cache is {cache.keys[0].dtype}, the model "
-                             f"{self.embed_tokens.weight.dtype}; rebuild the cache (cache=None)")
-        # Without an attention_mask the caller means "the padding the cache was built with".
-        same = (key_mask is None and cache.key_mask is None) or (
-            key_mask is not None and cache.key_mask is not None
-            and torch.equal(key_mask, cache.key_mask))
-        if given_mask and not same:
-            raise ValueError("attention_mask differs from the one the cache was built with; "
-                             "rebuild the cache (cache=None)")

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import AstdiffuseError
+from . import native_cache
 from .adapter import ModelLoadError, UnsupportedModelError
+from .context_cache import ContextCache, concat_caches, select_cache
 from .families import family_spec, native_spec, sampling_for
 from .modeling import apply_subs_parameterization
 
@@ -108,11 +110,40 @@ class NativeDiffusionLM:
             input_ids.to(self.device), attention_mask, self.dtype)).last_hidden_state
         rows, columns = rows.to(hidden.device), columns.to(hidden.device)
         source = (columns - 1).clamp_min(0) if self.shift_logits else columns
+        return self.head_logits(hidden[rows, source])
+
+    def head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final hidden states [N, H] -> float32 logits [N, V] as at a masked position: the
+        embedding rows past the tokenizer and the mask token at -inf (SUBS)."""
         head = self.model.get_output_embeddings()
-        logits = head(hidden[rows, source].to(head.weight.device))[..., :self.vocab_size]
+        logits = head(hidden.to(head.weight.device))[..., :self.vocab_size]
         logits = self._mask_unusable(logits.float())
         logits[:, self.mask_token_id] = float("-inf")  # SUBS: the mask is never predicted
         return logits
+
+    @torch.no_grad()
+    def denoise_step(self, input_ids: torch.Tensor, active: torch.Tensor,
+                     attention_mask: torch.Tensor | None = None,
+                     cache: ContextCache | None = None, want: torch.Tensor | None = None):
+        """One sampler step with the dual cache (`engine.model.native_cache`): cache None runs
+        the whole canvas and builds the cache; a cache runs only the active positions (and
+        those whose hidden state a shifted family reads their logits from). Returns (logits
+        [B, A, V] or [N, V] at the `want` entries, None, the cache)."""
+        return native_cache.denoise_step(self, input_ids, active, attention_mask, cache, want)
+
+    @torch.no_grad()
+    def share_context(self, cache: ContextCache, source: torch.Tensor, target: torch.Tensor,
+                      attention_mask: torch.Tensor | None = None) -> ContextCache:
+        """One row's cache moved to rows holding the same context at other positions."""
+        return native_cache.share_context(self, cache, source, target, attention_mask)
+
+    def select_cache(self, cache: ContextCache, rows: torch.Tensor,
+                     attention_mask: torch.Tensor | None = None) -> ContextCache:
+        return select_cache(cache, rows, attention_mask)
+
+    def concat_caches(self, caches: list[ContextCache],
+                      attention_mask: torch.Tensor | None = None) -> ContextCache:
+        return concat_caches(caches, attention_mask)
 
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -144,10 +175,7 @@ def bidirectional_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor |
     mask."""
     batch, length = input_ids.shape
     device = input_ids.device
-    keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None \
-        else attention_mask.to(device).bool()
-    bias = torch.zeros(batch, 1, 1, length, dtype=dtype, device=device)
-    bias = bias.masked_fill(~keep[:, None, None, :], torch.finfo(dtype).min)
+    bias = native_cache.padding_bias(attention_mask, batch, length, dtype, device)
     positions = torch.arange(length, device=device).unsqueeze(0).expand(batch, -1)
     return {"input_ids": input_ids, "attention_mask": bias, "position_ids": positions,
             "use_cache": False}
