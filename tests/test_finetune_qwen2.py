@@ -60,6 +60,9 @@ def test_ar_warm_start_then_diffusion_then_the_engine(cache, tmp_path):
         "training.json"]
     record = json.loads((out / "training.json").read_text())
     assert record["args"]["model"]["objective"] == "diffusion" and record["dtype"] == "bf16"
+    # every stage of its lineage, first to last, followed through --model
+    assert [(s["args"]["model"]["objective"], s["summary"]["steps"]) for s in record["stages"]] \
+        == [("ar", 30), ("diffusion", 10)]
     saved = load_file(str(out / "model.safetensors"))
     trained = load_file(str(tmp_path / "dlm" / "final" / "model.safetensors"))
     assert saved.keys() == trained.keys()

@@ -54,10 +54,10 @@ def export_model(source: Path, out: Path, dtype: str = "bf16", max_mb: float = 3
                               f"{max_mb:g}; export a smaller model or a narrower dtype")
         record = {"source": str(source), "dtype": dtype, "parameters": params,
                   "weights_mb": round(size_mb, 2), **(provenance or {})}
-        run = source.parent
-        for name in ("summary.json", "args.json"):
-            if (run / name).is_file():
-                record[name.split(".")[0]] = json.loads((run / name).read_text())
+        stages = lineage(source)
+        if stages:
+            record.update(summary=stages[-1]["summary"], args=stages[-1]["args"])
+            record["stages"] = stages
         (staged / "training.json").write_text(json.dumps(record, indent=1) + "\n")
         for extra in staged.iterdir():
             if extra.name not in (NATIVE_FILES if native else SHIPPED_FILES):
@@ -68,6 +68,28 @@ def export_model(source: Path, out: Path, dtype: str = "bf16", max_mb: float = 3
             shutil.rmtree(out)
         shutil.move(str(staged), str(out))
     return record
+
+
+def lineage(source: Path) -> list[dict]:
+    """The training stages that made the model saved at `source` (a run's final/), first to
+    last: each run's directory, args.json and summary.json, followed through `--model` while it
+    names another run's final/."""
+    stages, seen = [], set()
+    final = source.resolve()
+    while final not in seen:
+        seen.add(final)
+        run = final.parent
+        files = {name: run / f"{name}.json" for name in ("args", "summary")}
+        if not all(path.is_file() for path in files.values()):
+            break
+        stage = {"run": str(run), **{name: json.loads(path.read_text())
+                                      for name, path in files.items()}}
+        stages.append(stage)
+        parent = Path(str(stage["args"].get("model", {}).get("model", "")))
+        if not (parent / "config.json").is_file():
+            break
+        final = parent.resolve()
+    return stages[::-1]
 
 
 def _is_native(source: Path) -> bool:
