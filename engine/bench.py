@@ -31,6 +31,7 @@ import platform
 import random
 import sys
 import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .benchmarks.published_layouts import SHAPES
 from .errors import AstdiffuseError
 from .infill import (DEFAULT_MODEL_DIR, ByteRange, InfillEngine, InfillOptions, InfillRequest,
                      SpanOutsideCanvasError, build_canvas)
@@ -159,7 +161,8 @@ def _statement_at(doc: SourceDocument, cursor: int, engine: InfillEngine, budget
 
 def run_engine(engine: InfillEngine, text: str, cursor: int,
                overrides: dict | None = None) -> dict:
-    options = InfillOptions(**{"length_hint": False, "candidates": 1, **(overrides or {})})
+    options = engine.default_options(**{"length_hint": False, "candidates": 1,
+                                        **(overrides or {})})
     request = InfillRequest(text=text, language=LANGUAGE, ranges=[ByteRange(cursor, cursor)],
                             mode="node", options=options)
     began = time.perf_counter()
@@ -204,6 +207,47 @@ def summarize(runs: list[dict], references: list[str]) -> dict:
     }
 
 
+def canvas_budget(engine: InfillEngine, overrides: dict | None = None) -> int:
+    """The canvas the engine builds with these options (the naive sampler gets the same)."""
+    return min(engine.default_options(**(overrides or {})).context_tokens,
+               engine.max_tokens or 10 ** 9)
+
+
+def step_costs(engine: InfillEngine, text: str, cursor: int, budget: int,
+               repeats: int = 5) -> dict | None:
+    """What one full pass and one cached step cost on the canvas of a span (one row, every span
+    position active and wanted), median of `repeats`; None for a model with no cache."""
+    if not hasattr(engine.model, "denoise_step"):
+        return None
+    doc = SourceDocument(text, LANGUAGE)
+    spans = masked_spans(doc, [(cursor, cursor)], "node")
+    canvas = build_canvas(doc, spans, engine.tokenizer, budget=budget, length_count=1,
+                          length_hint=False)
+    device = engine.device
+    ids, attention = canvas.input_ids.to(device), canvas.attention_mask.to(device)
+    active = canvas.editable[0].nonzero().squeeze(-1).unsqueeze(0).to(device)
+    want = torch.ones_like(active, dtype=torch.bool)
+
+    def timed(cache):
+        _synchronize(device)
+        began = time.perf_counter()
+        _, _, built = engine.model.denoise_step(ids, active, attention, cache=cache, want=want)
+        _synchronize(device)
+        return (time.perf_counter() - began) * 1000.0, built
+
+    _, cache = timed(None)  # warm-up
+    full = float(np.median([timed(None)[0] for _ in range(repeats)]))
+    cached = float(np.median([timed(cache)[0] for _ in range(repeats)]))
+    return {"full_pass_ms": round(full, 2), "cached_step_ms": round(cached, 2),
+            "cached_share": round(cached / full, 4), "canvas_tokens": int(attention.sum()),
+            "active_positions": int(active.shape[1])}
+
+
+def _synchronize(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def parameter_count(model) -> int:
     module = model if isinstance(model, torch.nn.Module) else getattr(model, "model", None)
     return sum(p.numel() for p in module.parameters()) if module is not None else 0
@@ -213,7 +257,7 @@ def benchmark(engine: InfillEngine, spans: list[BenchSpan], *, progress: bool = 
               overrides: dict | None = None) -> dict:
     """Run every span through the engine (its options changed by `overrides`) and the naive
     sampler; the figures as a dict."""
-    budget = min(InfillOptions().context_tokens, engine.max_tokens or 10 ** 9)
+    budget = canvas_budget(engine, overrides)
     texts = {s.path: Path(s.path).read_text(encoding="utf-8") for s in spans}
     warm = spans[0]
     run_engine(engine, texts[warm.path], warm.cursor, overrides)  # warm-up, not counted
@@ -238,12 +282,14 @@ def benchmark(engine: InfillEngine, spans: list[BenchSpan], *, progress: bool = 
         repair_ms_mean=round(float(np.mean([r["repair_ms"] for r in engine_runs])), 1),
         context_cache=bool(InfillOptions().use_cache and hasattr(engine.model, "denoise_step")))
     naive_figures = summarize(naive_runs, references)
+    costs = step_costs(engine, texts[warm.path], warm.cursor, budget)
     speedup = naive_figures["latency_ms_p50"] / max(engine_figures["latency_ms_p50"], 1e-9)
     return {
         "benchmark": "engine_vs_naive",
         "speedup": round(speedup, 2),
         "engine": engine_figures,
         "naive": naive_figures,
+        "step_costs": costs,
         "spans": len(spans),
         "model": {"path": engine.name, "parameters": parameter_count(engine.model)},
         "device": str(engine.device),
@@ -254,7 +300,7 @@ def benchmark(engine: InfillEngine, spans: list[BenchSpan], *, progress: bool = 
         "mask_tokens_mean": round(float(np.mean([r["mask_tokens"] for r in naive_runs])), 1),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"{platform.system()} {platform.release()}",
-        "options": {"engine": "InfillOptions() with length_hint=False, candidates=1"
+        "options": {"engine": "the model family's defaults with length_hint=False, candidates=1"
                              + "".join(f", {k}={v!r}" for k, v in (overrides or {}).items()),
                     "naive": "1 length candidate, greedy, 1 token per full forward, no repair"},
     }
@@ -272,6 +318,12 @@ def markdown(report: dict) -> str:
              "| | engine | naive |", "|---|---:|---:|"]
     for label, key in rows:
         lines.append(f"| {label} | {report['engine'][key]} | {report['naive'][key]} |")
+    costs = report.get("step_costs")
+    if costs:
+        lines += ["", f"one full pass {costs['full_pass_ms']} ms, one cached step "
+                      f"{costs['cached_step_ms']} ms ({costs['cached_share']:.1%} of it) over "
+                      f"{costs['canvas_tokens']} canvas tokens, {costs['active_positions']} "
+                      "active"]
     return "\n".join(lines)
 
 
@@ -315,8 +367,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="change one of the engine's InfillOptions (e.g. repair_rounds=0, "
                              "length_candidates=1), to see what each part costs; repeatable")
+    parser.add_argument("--shape", choices=sorted(SHAPES),
+                        help="instead of --model: a random-weight checkpoint of this published "
+                             "shape, built locally (nothing is downloaded) in its family's "
+                             "layout or --layout's")
+    parser.add_argument("--layout", choices=["dream", "diffucoder", "dreamon", "open-dcoder",
+                                             "coda"],
+                        help="the layout --shape is built in (default: its family's)")
+    parser.add_argument("--build-dir", type=Path, default=None,
+                        help="where --shape's checkpoint is built and kept (default: a "
+                             "temporary directory, removed)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
+    if args.layout and not args.shape:
+        parser.error("--layout goes with --shape")
     try:
         overrides = parse_overrides(args.set)
     except ValueError as err:
@@ -327,15 +391,36 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             parser.error("--threads must be at least 1")
         torch.set_num_threads(args.threads)
-    model_dir = Path(args.model)
+    with tempfile.TemporaryDirectory(prefix="astdiffuse-bench-") as scratch:
+        if args.shape:
+            model_dir = built_checkpoint(args.shape, args.layout, args.build_dir
+                                         or Path(scratch) / args.shape, args.device)
+        else:
+            model_dir = Path(args.model)
+        return _run(args, model_dir, overrides)
+
+
+def built_checkpoint(shape: str, layout: str | None, directory: Path, device: str) -> Path:
+    """The random-weight checkpoint of `shape` in `directory`, built unless it is there."""
+    from .benchmarks.published_layouts import make_shape_checkpoint
+
+    if not (directory / "config.json").is_file():
+        print(f"bench: building a random-weight {shape} checkpoint in {layout or 'its'} "
+              f"layout in {directory}", file=sys.stderr, flush=True)
+        where = "cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+        make_shape_checkpoint(shape, directory, layout=layout, device=where)
+    return directory
+
+
+def _run(args: argparse.Namespace, model_dir: Path, overrides: dict) -> int:
     if not (model_dir / "config.json").is_file():
-        print(f"error: no model at {model_dir} (config.json is missing); pass --model DIR, e.g. "
-              "a random stand-in for speed figures made with `python -m "
-              "training.benchmarks.random_model DIR`", file=sys.stderr)
+        print(f"error: no model at {model_dir} (config.json is missing); pass --model DIR, or "
+              "--shape NAME for a random-weight checkpoint of a published shape",
+              file=sys.stderr)
         return 2
     try:
         engine = InfillEngine.load(model_dir, device=args.device)
-        budget = min(InfillOptions().context_tokens, engine.max_tokens or 10 ** 9)
+        budget = canvas_budget(engine, overrides)
         spans = select_spans(stdlib_test_files(), engine, args.spans, args.seed, budget,
                              args.min_file_tokens)
         if not spans:
@@ -348,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     except AstdiffuseError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.shape:
+        report["model"].update(shape=args.shape, layout=args.layout or "the family's",
+                               weights="random")
     print(json.dumps(report, indent=1) if args.json else markdown(report))
     return 0
 

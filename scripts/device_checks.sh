@@ -129,8 +129,8 @@ train_step() {
 dream_step() {
     "$PY" - "$WORK/dream" "$DREAM_DIMS" "$DEVICE" <<'EOF' || return $?
 import sys, time, torch
-from tests.families import make_dream_checkpoint
-import tests.families as families
+from engine.benchmarks.published_layouts import make_dream_checkpoint
+import engine.benchmarks.published_layouts as families
 began = time.perf_counter()
 make_dream_checkpoint(sys.argv[1], dims=getattr(families, sys.argv[2]), dtype=torch.bfloat16,
                       device=sys.argv[3], shards=4)

@@ -111,6 +111,25 @@ def test_bench_main_prints_json(tiny_dir, capsys):
     assert report["canvas_tokens_mean"] > 256  # a long file fills the tiny model's 512 window
 
 
+def test_bench_builds_a_published_layout_and_times_the_cached_step(tmp_path, capsys):
+    built = tmp_path / "dream-tiny"
+    code = bench.main(["--shape", "tiny", "--layout", "dream", "--build-dir", str(built),
+                       "--spans", "1", "--json", "--threads", "1", "--min-file-tokens", "300",
+                       "--set", "context_tokens=256"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and (built / "config.json").is_file()
+    assert report["model"]["shape"] == "tiny" and report["model"]["weights"] == "random"
+    assert report["engine"]["context_cache"] is True
+    costs = report["step_costs"]
+    assert costs["canvas_tokens"] <= 256 and costs["active_positions"] >= 1
+    assert costs["full_pass_ms"] > 0 and costs["cached_step_ms"] > 0
+    assert costs["cached_share"] == pytest.approx(costs["cached_step_ms"] / costs["full_pass_ms"],
+                                                  rel=1e-2)
+    assert report["canvas_tokens_mean"] <= 256  # the naive sampler gets the same canvas
+    with pytest.raises(SystemExit):
+        bench.main(["--layout", "dream"])  # a layout needs a shape
+
+
 def test_spans_are_fixed_by_the_seed(tiny_engine):
     files = bench.stdlib_test_files()
     assert files and all(p.suffix in (".py", ".pyi") for p in files)

@@ -4,6 +4,7 @@ and the README's main job (infill a selection of examples/sample.py) runs on it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +20,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_default_model_is_shipped_with_its_provenance():
     files = sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir())
-    assert files == ["config.json", "model.safetensors", "tokenizer.json", "training.json"]
+    assert files == ["config.json", "model.safetensors", "tokenizer.json",
+                     "tokenizer_config.json", "training.json"]
     assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 30 * 2**20
     record = json.loads((DEFAULT_MODEL_DIR / "training.json").read_text())
-    # stage 2 (mix masking) continued stage 1 (ast-tier); both ran to their last step
-    assert record["args"]["masking"]["masking"] == "mix"
-    assert record["summary"]["steps"] == record["args"]["optim"]["steps"]
-    stage1 = record["continued_from"]
-    assert stage1["args"]["masking"]["masking"] == "ast-tier"
-    assert stage1["summary"]["steps"] == stage1["args"]["optim"]["steps"]
+    # recipe B (scripts/train_default_model.sh): Qwen2 trained causally in two stages, then
+    # adapted to masked diffusion; each stage ended where the recipe says (--stop-at, or its
+    # last step), each continued the one before it
+    stages = record["stages"]
+    assert [s["args"]["model"]["objective"] for s in stages] == ["ar", "ar", "diffusion"]
+    assert all(s["args"]["model"]["architecture"] == "qwen2" for s in stages)
+    assert all(not s["summary"]["stopped_early"] for s in stages)
+    for before, after in zip(stages, stages[1:]):
+        assert after["args"]["model"]["model"] == before["summary"]["final"]
+    assert stages[-1]["args"]["masking"]["masking"] == "mix"
+    # make default-model's recipe plans each stage as it ran and ends it where it ended
+    recipe = (ROOT / "scripts" / "train_default_model.sh").read_text()
+    planned = [tuple(map(int, m)) for m in
+               re.findall(r"--steps (\d+) --stop-at (\d+)", recipe.replace("\\\n", " "))]
+    assert planned == [(s["args"]["optim"]["steps"], s["summary"]["steps"]) for s in stages]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])

@@ -9,7 +9,7 @@ import torch
 
 from engine.infill import ByteRange, InfillEngine, InfillOptions, InfillRequest
 
-from .families import make_dream_checkpoint
+from engine.benchmarks.published_layouts import make_dream_checkpoint
 from .paths import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -24,7 +24,7 @@ from engine.model.families import (AUTHORS_ONLY, FAMILIES, SAMPLING_DEFAULTS, SP
 from engine.model.native import NativeDiffusionLM, load_native
 from engine.model.tokenizer_files import load_published_tokenizer
 
-from .families import (LAYOUT_MAKERS, dream_specials, make_checkpoint, make_dream_checkpoint,
+from engine.benchmarks.published_layouts import (LAYOUT_MAKERS, dream_specials, make_checkpoint, make_dream_checkpoint,
                        make_llada_checkpoint, tokenizer_reference, CODA_SPECIALS, LLADA_SPECIALS,
                        QWEN_SPECIALS)
 from .paths import EXAMPLES

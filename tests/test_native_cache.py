@@ -12,7 +12,7 @@ from engine.infill import ByteRange, InfillEngine, InfillOptions, InfillRequest
 from engine.model.context_cache import ContextCache
 from engine.model.native_cache import run_positions
 
-from .families import LAYOUT_MAKERS, make_checkpoint
+from engine.benchmarks.published_layouts import LAYOUT_MAKERS, make_checkpoint
 from .paths import EXAMPLES
 
 FLAVOURS = tuple(LAYOUT_MAKERS)  # dream, diffucoder, dreamon, open-dcoder, coda, llada

@@ -10,7 +10,7 @@ from engine.infill.orders import ORDERS, TOP_K, sampling_distribution
 from engine.infill.sampler import DiffusionSampler, SamplerState
 from engine.infill.request import InfillOptions
 
-from .families import make_dream_checkpoint
+from engine.benchmarks.published_layouts import make_dream_checkpoint
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

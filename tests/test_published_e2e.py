@@ -9,7 +9,7 @@ from pygls.exceptions import JsonRpcException
 from engine.serve import RemoteEngine
 from engine.infill import ByteRange, InfillOptions, InfillRequest
 
-from .families import LAYOUT_MAKERS, make_checkpoint
+from engine.benchmarks.published_layouts import LAYOUT_MAKERS, make_checkpoint
 from .lsp_support import BUFFER, TOTAL_LINE, Session, cursor
 from .remote_support import TOKEN, EngineProcess
 from .test_families import SPECIALS

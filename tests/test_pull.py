@@ -13,7 +13,7 @@ import pytest
 
 from engine.hub import PullError, resolve_name, verify_snapshot
 
-from .families import make_checkpoint
+from engine.benchmarks.published_layouts import make_checkpoint
 from .hub_server import Hub, HubServer
 from .paths import ROOT
 

@@ -1,5 +1,5 @@
-"""Tiny checkpoints in the on-disk layout each published diffusion code LLM's repository has,
-built locally: config.json with the published field names (model_type, architectures and
+"""Checkpoints in the on-disk layout each published diffusion code LLM's repository has, built
+locally with random weights (tiny ones for the tests, published shapes for the benchmarks): config.json with the published field names (model_type, architectures and
 auto_map as the hub files have them; the code auto_map names is never written), random weights
 under the published safetensors names and sharding, and the tokenizer files as published (a
 small byte-level BPE standing in for Qwen's / LLaDA's, special tokens at ids after it in the
@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from .paths import EXAMPLES, ROOT
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (its examples/ and engine/)
+EXAMPLES = ROOT / "examples"
 
 HIDDEN, LAYERS, HEADS, INTERMEDIATE = 64, 2, 4, 128
 DREAM_KV_HEADS = 2
@@ -43,7 +44,7 @@ DREAM_KV_HEADS = 2
 
 @dataclass(frozen=True)
 class Dims:
-    """A checkpoint's transformer shape; the tests use TINY, a GPU benchmark a published one."""
+    """A checkpoint's transformer shape; the tests use TINY, the benchmarks a published one."""
 
     hidden: int = HIDDEN
     layers: int = LAYERS
@@ -216,11 +217,13 @@ def dream_specials(flavour: str) -> list[str]:
 
 def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
                           shards: int = 1, dims: Dims = TINY, dtype: torch.dtype = torch.float32,
-                          device: str = "cpu", pad_role: bool = True) -> Path:
+                          device: str = "cpu", pad_role: bool = True,
+                          rows: int | None = None) -> Path:
     """A tiny Dream / Dream-Coder ("dream"), DiffuCoder-Instruct ("diffucoder") or DreamOn
     ("dreamon") checkpoint with the slow DreamTokenizer's files; `dims`, `dtype` and `device`
-    (where the random weights are drawn) make a large one for a benchmark. `pad_role=False`:
-    DiffuCoder's tokenizer config does not name <|dlm_pad|> as its pad token."""
+    (where the random weights are drawn) make a large one for a benchmark, `rows` its embedding
+    rows (Qwen2.5's 151936: the published LM head cost). `pad_role=False`: DiffuCoder's
+    tokenizer config does not name <|dlm_pad|> as its pad token."""
     if flavour not in DREAM_FLAVOURS:
         raise ValueError(f"flavour {flavour!r}: one of {DREAM_FLAVOURS}")
     directory = Path(directory)
@@ -232,7 +235,7 @@ def make_dream_checkpoint(directory, flavour: str = "dream", *, seed: int = 0,
         bos_token="<|beginoftext|>", eos_token="<|endoftext|>", pad_token=pad,
         mask_token="<|mask|>")
     reference = tokenizer_reference(specials)
-    rows, eos = _rows(tokens), reference.token_to_id("<|endoftext|>")
+    rows, eos = rows or _rows(tokens), reference.token_to_id("<|endoftext|>")
     config = {
         "architectures": ["DreamModel"],
         "attention_dropout": 0.0,
@@ -311,10 +314,11 @@ def make_open_dcoder_checkpoint(directory, *, seed: int = 0, dims: Dims = TINY,
 
 def make_coda_checkpoint(directory, *, seed: int = 0, dims: Dims = Dims(head_dim=32),
                          dtype: torch.dtype = torch.float32, device: str = "cpu",
-                         shards: int = 2) -> Path:
+                         shards: int = 2, rows: int | None = None) -> Path:
     """A tiny CoDA checkpoint: model_type CoDA, Qwen3 weight names with q_norm / k_norm and an
     explicit head_dim (larger than hidden / heads, as Qwen3-1.7B's), no tie_word_embeddings in
-    config.json, <|mask|> after Qwen3's added tokens; bos = eos = <|im_end|>."""
+    config.json, <|mask|> after Qwen3's added tokens; bos = eos = <|im_end|>. `rows`: embedding
+    rows (Qwen3's 151936 for a benchmark)."""
     directory = Path(directory)
     specials = CODA_SPECIALS
     tokens = save_tokenizer_files(directory, specials, slow=False,
@@ -322,7 +326,7 @@ def make_coda_checkpoint(directory, *, seed: int = 0, dims: Dims = Dims(head_dim
                                   eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                   mask_token="<|mask|>")
     reference = tokenizer_reference(specials)
-    rows = _rows(tokens)
+    rows = rows or _rows(tokens)
     config = {
         "architectures": ["CoDALanguageModel"],
         "attention_kernel": "flash_attention",
@@ -435,6 +439,36 @@ LAYOUT_MAKERS = {
     "coda": (make_coda_checkpoint, {"seed": 5}),
     "llada": (make_llada_checkpoint, {"seed": 2, "shards": 2}),
 }
+
+
+# name -> (layout, dims, embedding rows): the published shapes the benchmarks build
+# (`python -m engine.bench --shape NAME`), random weights in the layout of the family that
+# publishes that size
+SHAPES = {
+    "tiny": ("dream", TINY, None),  # the tests' size: the benchmark's own test
+    "qwen2.5-0.5b": ("open-dcoder", QWEN25_05B, 151936),  # Open-dCoder 0.5B
+    "qwen3-1.7b": ("coda", CODA_17B, 151936),  # CoDA 1.7B
+    "dream-7b": ("dream", DREAM_7B, 152064),  # Dream-v0 / Dream-Coder / DiffuCoder 7B
+}
+
+
+def make_shape_checkpoint(name: str, directory, *, layout: str | None = None,
+                          dtype: torch.dtype = torch.bfloat16, device: str = "cpu") -> Path:
+    """A random-weight checkpoint of the published shape `name` (`SHAPES`), in its family's
+    layout or in `layout` ("dream", "open-dcoder" or "coda"; Dream's layout at Qwen2.5-0.5B's
+    shape is Open-dCoder's size with Dream's tokenizer and untied head)."""
+    if name not in SHAPES:
+        raise ValueError(f"shape {name!r}: one of {', '.join(SHAPES)}")
+    default, dims, rows = SHAPES[name]
+    layout = layout or default
+    kwargs = dict(dims=dims, dtype=dtype, device=device, rows=rows)
+    if layout in DREAM_FLAVOURS:
+        return make_dream_checkpoint(directory, layout, **kwargs)
+    if layout == "open-dcoder":
+        return make_open_dcoder_checkpoint(directory, **kwargs)
+    if layout == "coda":
+        return make_coda_checkpoint(directory, **kwargs)
+    raise ValueError(f"layout {layout!r}: dream, diffucoder, dreamon, open-dcoder or coda")
 
 
 def make_checkpoint(name: str, directory) -> Path:
