@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.infill import InfillEngine
-from engine.infill.orders import ORDERS, TOP_K, sampling_distribution
+from engine.infill.orders import ORDERS, TOP_KS, sampling_distribution
 from engine.infill.sampler import DiffusionSampler, SamplerState
 from engine.infill.request import InfillOptions
 
@@ -45,12 +45,24 @@ def reference_priority(probs, drawn, order):
 def test_distribution_matches_the_reference(temperature, top_p):
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(16, 500, generator=generator) * 4
-    logits[3] = 0.01 * logits[3]  # nearly flat: its nucleus is wider than TOP_K tokens
+    logits[3] = 0.01 * logits[3]  # nearly flat: its nucleus is wider than TOP_KS[0] tokens
     probs = sampling_distribution(logits, temperature, top_p)
     expected = reference_probs(logits, temperature, top_p)
     torch.testing.assert_close(probs, expected, atol=1e-6, rtol=1e-5)
     if top_p < 1 and temperature >= 1:
-        assert int((expected[3] > 0).sum()) > TOP_K  # the wide path was taken and is exact
+        assert int((expected[3] > 0).sum()) > TOP_KS[0]  # the wide path was taken and is exact
+
+
+def test_every_width_of_nucleus_is_exact_in_a_large_vocabulary():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 5000, generator=generator) * 6
+    logits[1] = torch.randn(5000, generator=generator) * 3.0  # a nucleus of hundreds
+    logits[2] = torch.randn(5000, generator=generator) * 0.05  # nearly flat: thousands
+    probs = sampling_distribution(logits, 1.0, 0.95)
+    expected = reference_probs(logits, 1.0, 0.95)
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=1e-5)
+    sizes = (expected > 0).sum(-1).tolist()
+    assert sizes[0] <= TOP_KS[0] < sizes[1] <= TOP_KS[1] < sizes[2]
 
 
 @pytest.mark.parametrize("order", sorted(ORDERS))

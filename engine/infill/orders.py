@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-TOP_K = 64  # the nucleus is looked for among this many tokens first; a wider one sorts all
+TOP_KS = (64, 1024)  # the nucleus is looked for among this many tokens first, then all
 
 
 def sampling_distribution(logits: torch.Tensor, temperature: float,
@@ -27,20 +27,22 @@ def sampling_distribution(logits: torch.Tensor, temperature: float,
 
 
 def _nucleus(z: torch.Tensor, top_p: float) -> torch.Tensor:
-    """bool [N, V]: the top-p nucleus of each row of z. The TOP_K most likely tokens are
-    sorted first; a row whose nucleus reaches past them is sorted whole."""
-    k = min(TOP_K, z.shape[-1])
-    top, index = z.topk(k, dim=-1)  # sorted, descending
-    p_top = (top - torch.logsumexp(z, dim=-1, keepdim=True)).exp()
-    kept = (p_top.cumsum(-1) - p_top) <= top_p
-    keep = torch.zeros_like(z, dtype=torch.bool).scatter_(1, index, kept)
-    wide = kept[:, -1] & (k < z.shape[-1])
-    if bool(wide.any()):
-        rows = wide.nonzero().squeeze(-1)
-        ordered, order = z[rows].sort(dim=-1, descending=True)
-        p = ordered.softmax(-1)
-        keep[rows] = torch.zeros_like(ordered, dtype=torch.bool).scatter_(
-            1, order, (p.cumsum(-1) - p) <= top_p)
+    """bool [N, V]: the top-p nucleus of each row of z. The most likely TOP_KS[0] tokens are
+    sorted first; a row whose nucleus reaches past them is looked at again among TOP_KS[1],
+    then whole (a 150k-token vocabulary is sorted only for a row that needs it)."""
+    keep = torch.zeros_like(z, dtype=torch.bool)
+    rows = torch.arange(z.shape[0], device=z.device)
+    total = torch.logsumexp(z, dim=-1, keepdim=True)
+    for k in (*TOP_KS, z.shape[-1]):
+        k = min(k, z.shape[-1])
+        top, index = z[rows].topk(k, dim=-1)  # sorted, descending
+        p_top = (top - total[rows]).exp()
+        kept = (p_top.cumsum(-1) - p_top) <= top_p
+        keep[rows] = torch.zeros_like(z[rows], dtype=torch.bool).scatter_(1, index, kept)
+        wide = kept[:, -1] & (k < z.shape[-1])  # the nucleus may reach past the k-th token
+        if not bool(wide.any()):
+            break
+        rows = rows[wide]
     return keep
 
 
