@@ -183,3 +183,19 @@ def test_the_cache_saves_full_passes(flavour, checkpoints):
     # one full pass shared by the three length rows, then cached steps only
     assert result.timings.full_passes == 1
     assert result.timings.forward_passes > result.timings.full_passes
+
+
+def test_a_model_spread_by_device_map_steps_as_a_plain_one(checkpoints, denoisers):
+    """device_map="auto" (accelerate's hooks around every layer; all on the CPU here): the
+    cache goes through them and each layer's entries stay where the layer is."""
+    pytest.importorskip("accelerate")
+    mapped = em.load_denoiser(checkpoints["dream"], device_map="auto", dtype=torch.float32)
+    plain = denoisers["dream"]
+    ids, active, attention = canvas(plain, seed=5)
+    expected, _, plain_cache = plain.denoise_step(ids, active, attention)
+    got, _, cache = mapped.denoise_step(ids, active, attention)
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-5, atol=1e-5)
+    assert all(k.device == v.device for k, v in zip(cache.keys, cache.values))
+    again, _, _ = mapped.denoise_step(ids, active, attention, cache=cache)
+    reference, _, _ = plain.denoise_step(ids, active, attention, cache=plain_cache)
+    torch.testing.assert_close(again.cpu(), reference, rtol=1e-5, atol=1e-5)
