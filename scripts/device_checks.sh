@@ -10,12 +10,14 @@
 #   env        GPU, driver, torch
 #   cuda       the shipped default model on CUDA in bf16: one infill, and its logits against
 #              the CPU fp32 ones
-#   train      a default-model candidate: `small` preset, mix masking, bf16 autocast, about
-#              TRAIN_MINUTES minutes (stdlib shards built there first), exported in bf16
+#   train      a default-model candidate by the shipped recipe (scripts/train_default_model.sh:
+#              Qwen2 `small`, next-token loss, then masked diffusion with the logit shift),
+#              bf16 autocast, about TRAIN_MINUTES minutes split between the two stages, on
+#              the standard library's shards built there (the device cannot reach PyPI)
 #   bench      python -m engine.bench on CUDA with that model (engine vs naive sampler)
 #   serve      python -m engine.serve.bench on CUDA (batching on a GPU: --max-batch 16 vs 1)
-#   dream      a Dream-7B-shaped checkpoint (random bf16 weights) through engine.bench on CUDA
-#              (issue 9's tokens/s figure)
+#   dream      a Dream-7B-shaped checkpoint (random bf16 weights, built there) through
+#              engine.bench on CUDA: engine (dual cache) vs naive, tokens/s at batch 1
 # Output: $OUT/results.tgz (JSON, logs, summary.jsonl) and $OUT/model.tgz.part-* (the trained
 # model; `cat model.tgz.part-* | tar xz` rebuilds it).
 #
@@ -37,7 +39,7 @@ if [ "$DRY" = 1 ]; then
     DEVICE=cpu
     TRAIN_ARGS=(--model tiny --seq-len 64 --batch-size 4 --steps 20 --warmup-steps 2
                 --checkpoint-every 10 --eval-every 10 --eval-windows 8 --max-files 40)
-    BENCH_SPANS=2 DREAM_DIMS=TINY SERVE_ARGS=(--clients 1 --requests 1 --spans 2)
+    BENCH_SPANS=2 DREAM_SHAPE=tiny SERVE_ARGS=(--clients 1 --requests 1 --spans 2)
 else
     PY=${PY:-python3}
     DEVICE=cuda
@@ -47,9 +49,8 @@ else
         export PYTHONPATH=/tmp/site
     fi
     TRAIN_ARGS=(--model small --seq-len 256 --batch-size 128 --steps "$TRAIN_STEPS"
-                --warmup-steps 200 --lr 1e-3 --checkpoint-every 1000 --eval-every 1000
-                --max-minutes "$TRAIN_MINUTES")
-    BENCH_SPANS=20 DREAM_DIMS=DREAM_7B SERVE_ARGS=(--clients 1,4,16 --requests 2)
+                --warmup-steps 200 --lr 1e-3 --checkpoint-every 1000 --eval-every 1000)
+    BENCH_SPANS=20 DREAM_SHAPE=dream-7b SERVE_ARGS=(--clients 1,4,16 --requests 2)
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 
@@ -117,27 +118,33 @@ EOF
 train_step() {
     "$PY" -m training.shards --tokenizer engine/default_model --out "$WORK/shards" \
         --max-length 256 --workers "$(nproc)" --quiet || return $?
-    "$PY" -m training.finetune "${TRAIN_ARGS[@]}" --use-anchor --anchoring --masking mix \
-        --max-rate 0.6 --tokenizer engine/default_model --data "$WORK/shards" \
-        --out "$WORK/train" --device "$DEVICE" --no-progress || return $?
+    local half
+    half=$(python3 -c "print($TRAIN_MINUTES / 2)")
+    local common=("${TRAIN_ARGS[@]}" --architecture qwen2 --tokenizer engine/default_model
+                  --data "$WORK/shards" --device "$DEVICE" --no-progress --max-minutes "$half")
+    finish() {  # a stage --max-minutes stopped ends where it reached (evaluated, final/ saved)
+        [ -f "$WORK/$1/final/config.json" ] && return 0
+        local reached
+        reached=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" \
+            "$WORK/$1/summary.json") || return $?
+        "$PY" -m training.finetune "${common[@]}" "${@:2}" --out "$WORK/$1" --resume \
+            --stop-at "$reached"
+    }
+    "$PY" -m training.finetune "${common[@]}" --objective ar --out "$WORK/ar" || return $?
+    finish ar --objective ar || return $?
+    "$PY" -m training.finetune "${common[@]}" --model "$WORK/ar/final" --objective diffusion \
+        --masking mix --max-rate 0.6 --out "$WORK/train" || return $?
+    finish train --model "$WORK/ar/final" --objective diffusion --masking mix \
+        --max-rate 0.6 || return $?
     "$PY" -m training.export "$WORK/train/final" --out "$WORK/model" || return $?
-    cp "$WORK/train/metrics.jsonl" "$R/train-metrics.jsonl"
+    cat "$WORK/ar/metrics.jsonl" "$WORK/train/metrics.jsonl" >"$R/train-metrics.jsonl"
     cp "$WORK/train/loss.png" "$R/" 2>/dev/null
     tar czf "$WORK/model.tgz" -C "$WORK" model && split -b 15M "$WORK/model.tgz" "$OUT/model.tgz.part-"
 }
 
 dream_step() {
-    "$PY" - "$WORK/dream" "$DREAM_DIMS" "$DEVICE" <<'EOF' || return $?
-import sys, time, torch
-from engine.benchmarks.published_layouts import make_dream_checkpoint
-import engine.benchmarks.published_layouts as families
-began = time.perf_counter()
-make_dream_checkpoint(sys.argv[1], dims=getattr(families, sys.argv[2]), dtype=torch.bfloat16,
-                      device=sys.argv[3], shards=4)
-print(f"checkpoint written in {time.perf_counter() - began:.1f} s")
-EOF
-    "$PY" -m engine.bench --model "$WORK/dream" --device "$DEVICE" --spans 5 --json \
-        >"$R/bench-dream-$DEVICE.json"
+    "$PY" -m engine.bench --shape "$DREAM_SHAPE" --layout dream --build-dir "$WORK/dream" \
+        --device "$DEVICE" --spans 5 --json >"$R/bench-dream-$DEVICE.json"
 }
 
 step env 60 env_step
