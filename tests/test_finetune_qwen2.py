@@ -70,6 +70,11 @@ def test_ar_warm_start_then_diffusion_then_the_engine(cache, tmp_path):
                for k in saved)
     exported = InfillEngine.load(out, device="cpu")
     assert exported.model.family == "open-dcoder"
+    narrow = tmp_path / "narrow"
+    assert export_main([str(tmp_path / "dlm" / "final"), "--out", str(narrow),
+                        "--max-positions", "48"]) == 0
+    assert json.loads((narrow / "config.json").read_text())["max_position_embeddings"] == 48
+    assert InfillEngine.load(narrow, device="cpu").max_tokens == 48
     assert export_main([str(tmp_path / "dlm" / "final"), "--out", str(tmp_path / "big"),
                         "--max-mb", "0.01"]) == 2
     assert not (tmp_path / "big").exists()

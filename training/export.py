@@ -2,6 +2,7 @@
 compact dtype, check its size, and record where it came from in training.json.
 
     python -m training.export RUN/final [--out engine/default_model] [--dtype bf16] [--max-mb 30]
+                              [--max-positions N]
 """
 
 from __future__ import annotations
@@ -32,17 +33,20 @@ class ExportError(AstdiffuseError):
 
 
 def export_model(source: Path, out: Path, dtype: str = "bf16", max_mb: float = 30.0,
-                 provenance: dict | None = None) -> dict:
+                 provenance: dict | None = None, max_positions: int | None = None) -> dict:
     """Write the model saved at `source` into `out` (replacing what is there only once the new
     files are complete); returns the record also written to out/training.json."""
     if dtype not in DTYPES:
         raise ExportError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     native = _is_native(source)
+    if max_positions is not None and not (native and max_positions >= 16):
+        raise ExportError("--max-positions applies to a model in a transformers layout (rotary "
+                          "positions) and must be at least 16")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         staged = Path(tmp) / "model"
         if native:
-            params = _stage_native(source, staged, DTYPES[dtype])
+            params = _stage_native(source, staged, DTYPES[dtype], max_positions)
         else:
             model, tokenizer = load_model_and_tokenizer(source, device="cpu",
                                                         dtype=DTYPES[dtype])
@@ -53,7 +57,8 @@ def export_model(source: Path, out: Path, dtype: str = "bf16", max_mb: float = 3
             raise ExportError(f"the weights take {size_mb:.1f} MB in {dtype}, over --max-mb "
                               f"{max_mb:g}; export a smaller model or a narrower dtype")
         record = {"source": str(source), "dtype": dtype, "parameters": params,
-                  "weights_mb": round(size_mb, 2), **(provenance or {})}
+                  "weights_mb": round(size_mb, 2), "max_positions": max_positions,
+                  **(provenance or {})}
         stages = lineage(source)
         if stages:
             record.update(summary=stages[-1]["summary"], args=stages[-1]["args"])
@@ -104,9 +109,12 @@ def _is_native(source: Path) -> bool:
     return model_type != "astdiffuse-anchored"
 
 
-def _stage_native(source: Path, staged: Path, dtype: torch.dtype) -> int:
+def _stage_native(source: Path, staged: Path, dtype: torch.dtype,
+                  max_positions: int | None = None) -> int:
     """Copy a transformers-layout model into `staged` with its floating weights cast to `dtype`
-    (the engine loads it as published; nothing is converted); returns its parameter count."""
+    (the engine loads it as published; nothing is converted); returns its parameter count.
+    `max_positions` becomes config.json's max_position_embeddings: the longest canvas the
+    engine builds for it (rotary positions compute nothing else from it)."""
     from safetensors.torch import load_file, save_file
 
     weights_file = source / "model.safetensors"
@@ -122,6 +130,8 @@ def _stage_native(source: Path, staged: Path, dtype: torch.dtype) -> int:
     config = json.loads((source / "config.json").read_text())
     config["dtype"] = {torch.bfloat16: "bfloat16", torch.float16: "float16",
                        torch.float32: "float32"}[dtype]
+    if max_positions is not None:
+        config["max_position_embeddings"] = max_positions
     (staged / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copyfile(source / name, staged / name)
@@ -149,9 +159,13 @@ def main(argv: list[str] | None = None) -> int:
                              "native bf16 and a GPU run anyway)")
     parser.add_argument("--max-mb", type=float, default=30.0,
                         help="refuse weights larger than this (default 30)")
+    parser.add_argument("--max-positions", type=int, default=None, metavar="N",
+                        help="a transformers-layout model's max_position_embeddings: the "
+                             "longest canvas the engine gives it (default: as trained)")
     args = parser.parse_args(argv)
     try:
-        record = export_model(args.model, args.out, args.dtype, args.max_mb)
+        record = export_model(args.model, args.out, args.dtype, args.max_mb,
+                              max_positions=args.max_positions)
     except AstdiffuseError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
