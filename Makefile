@@ -34,28 +34,15 @@ test-vscode: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m engine.benchmarks.syntax_throughput
 
-# Rebuild engine/default_model (docs/ablation.md, docs/inference.md): the stdlib tokenizer and
-# shards; stage 1, the ablation's best variant (ast-tier masking + AnchorTree anchoring, 1200
-# steps); stage 2, 1600 more steps of the cpu recipe (mix masking, which teaches the pads that
-# end a span, max rate 0.6), exported as bf16. Stage 1 about 1.5 hours on a 2-core CPU with the
-# tokenizer, stage 2 93 minutes (the shipped model's stage 2 started from stage 1's bf16
-# export, this from its fp32 final). A finished stage is kept (delete $(DEFAULT_RUN) to start
-# over, or add --resume to continue a stopped one).
-DEFAULT_RUN ?= runs/default-model
-DEFAULT_ARGS := --model small --use-anchor --anchoring --masking ast-tier --seq-len 256 \
-	--batch-size 8 --steps 1200 --warmup-steps 60 --lr 2e-3 --checkpoint-every 100 \
-	--eval-every 200 --seed 0
-DEFAULT_STAGE2_ARGS := --recipe cpu --steps 1600 --eval-every 400 --seed 0
+# Rebuild engine/default_model (docs/default-model.md): the PyPI corpus of
+# training/pypi-manifest.json and the standard library, a Qwen2 network trained causally, then
+# adapted to masked diffusion, exported as bf16 (scripts/train_default_model.sh). About 2.5
+# hours of training on 2 CPU cores; a stopped run continues where it stopped. The run directory
+# stays outside the checkout.
+DEFAULT_RUN ?= $(HOME)/astdiffuse-runs/default-model
 
 default-model: $(STAMP)
-	test -f $(DEFAULT_RUN)/tok/tokenizer.json || $(PY) -m training.tokenizer --out $(DEFAULT_RUN)/tok
-	$(PY) -m training.shards --tokenizer $(DEFAULT_RUN)/tok --out $(DEFAULT_RUN)/shards --max-length 256
-	test -f $(DEFAULT_RUN)/train/final/config.json || $(PY) -m training.finetune $(DEFAULT_ARGS) \
-		--data $(DEFAULT_RUN)/shards --out $(DEFAULT_RUN)/train
-	test -f $(DEFAULT_RUN)/stage2/final/config.json || $(PY) -m training.finetune \
-		$(DEFAULT_STAGE2_ARGS) --model $(DEFAULT_RUN)/train/final --data $(DEFAULT_RUN)/shards \
-		--out $(DEFAULT_RUN)/stage2
-	$(PY) -m training.export $(DEFAULT_RUN)/stage2/final --out engine/default_model
+	PY=$(PY) bash scripts/train_default_model.sh $(DEFAULT_RUN)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
