@@ -177,12 +177,18 @@ def run_engine(engine: InfillEngine, text: str, cursor: int,
             "sampling_ms": result.timings.sampling_ms, "repair_ms": result.timings.repair_ms}
 
 
-def run_naive(engine: InfillEngine, text: str, cursor: int, budget: int) -> dict:
-    began = time.perf_counter()
+def one_row_canvas(engine: InfillEngine, text: str, cursor: int, budget: int):
+    """(document, canvas) of the statement at `cursor`: one row, one length, no length hint,
+    as the naive sampler and the step costs run it."""
     doc = SourceDocument(text, LANGUAGE)
     spans = masked_spans(doc, [(cursor, cursor)], "node")
-    canvas = build_canvas(doc, spans, engine.tokenizer, budget=budget, length_count=1,
-                          length_hint=False)
+    return doc, build_canvas(doc, spans, engine.tokenizer, budget=budget, length_count=1,
+                             length_hint=False)
+
+
+def run_naive(engine: InfillEngine, text: str, cursor: int, budget: int) -> dict:
+    began = time.perf_counter()
+    doc, canvas = one_row_canvas(engine, text, cursor, budget)
     device = engine.device
     ids, passes = naive_infill(engine.model, engine.tokenizer, canvas.input_ids.to(device),
                                canvas.attention_mask.to(device), canvas.editable.to(device))
@@ -219,10 +225,7 @@ def step_costs(engine: InfillEngine, text: str, cursor: int, budget: int,
     position active and wanted), median of `repeats`; None for a model with no cache."""
     if not hasattr(engine.model, "denoise_step"):
         return None
-    doc = SourceDocument(text, LANGUAGE)
-    spans = masked_spans(doc, [(cursor, cursor)], "node")
-    canvas = build_canvas(doc, spans, engine.tokenizer, budget=budget, length_count=1,
-                          length_hint=False)
+    _, canvas = one_row_canvas(engine, text, cursor, budget)
     device = engine.device
     ids, attention = canvas.input_ids.to(device), canvas.attention_mask.to(device)
     active = canvas.editable[0].nonzero().squeeze(-1).unsqueeze(0).to(device)

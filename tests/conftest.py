@@ -22,6 +22,16 @@ def report_figure():
     return report
 
 
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A tiny checkpoint in each published layout (dream, diffucoder, dreamon, open-dcoder,
+    coda, llada), built once per test module that asks for them."""
+    from engine.benchmarks.published_layouts import LAYOUT_MAKERS, make_checkpoint
+
+    root = tmp_path_factory.mktemp("published-layouts")
+    return {name: make_checkpoint(name, root / name) for name in LAYOUT_MAKERS}
+
+
 @pytest.fixture
 def torch_one_thread():
     """Tiny models run fastest on one thread; more only adds contention on a 2-core machine."""

@@ -24,9 +24,10 @@ from engine.model.families import (AUTHORS_ONLY, FAMILIES, SAMPLING_DEFAULTS, SP
 from engine.model.native import NativeDiffusionLM, load_native
 from engine.model.tokenizer_files import load_published_tokenizer
 
-from engine.benchmarks.published_layouts import (LAYOUT_MAKERS, dream_specials, make_checkpoint, make_dream_checkpoint,
-                       make_llada_checkpoint, tokenizer_reference, CODA_SPECIALS, LLADA_SPECIALS,
-                       QWEN_SPECIALS)
+from engine.benchmarks.published_layouts import (CODA_SPECIALS, LAYOUT_MAKERS, LLADA_SPECIALS,
+                                                 QWEN_SPECIALS, dream_specials,
+                                                 make_dream_checkpoint, make_llada_checkpoint,
+                                                 tokenizer_reference)
 from .paths import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -73,12 +74,6 @@ LLADA_NAMES = [(r"model\.transformer\.wte\.", "model.embed_tokens."),
                (r"\.ff_proj\.", ".mlp.gate_proj."), (r"\.up_proj\.", ".mlp.up_proj."),
                (r"\.ff_out\.", ".mlp.down_proj."),
                (r"model\.transformer\.blocks\.", "model.layers.")]
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("families")
-    return {name: make_checkpoint(name, root / name) for name in FLAVOURS}
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,12 @@ from engine.infill import ByteRange, InfillEngine, InfillOptions, InfillRequest
 from engine.model.context_cache import ContextCache
 from engine.model.native_cache import run_positions
 
-from engine.benchmarks.published_layouts import LAYOUT_MAKERS, make_checkpoint
+from engine.benchmarks.published_layouts import LAYOUT_MAKERS
 from .paths import EXAMPLES
 
 FLAVOURS = tuple(LAYOUT_MAKERS)  # dream, diffucoder, dreamon, open-dcoder, coda, llada
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache-families")
-    return {name: make_checkpoint(name, root / name) for name in FLAVOURS}
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,13 @@ from pygls.exceptions import JsonRpcException
 from engine.serve import RemoteEngine
 from engine.infill import ByteRange, InfillOptions, InfillRequest
 
-from engine.benchmarks.published_layouts import LAYOUT_MAKERS, make_checkpoint
+from engine.benchmarks.published_layouts import LAYOUT_MAKERS
 from .lsp_support import BUFFER, TOTAL_LINE, Session, cursor
 from .remote_support import TOKEN, EngineProcess
 from .test_families import SPECIALS
 
 pytestmark = pytest.mark.e2e
 LAYOUTS = tuple(LAYOUT_MAKERS)
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("published")
-    return {name: make_checkpoint(name, root / name) for name in LAYOUTS}
 
 
 def no_specials(layout: str, text: str) -> bool:

@@ -113,6 +113,17 @@ def concat_caches(caches: list[ContextCache],
                         batch_size=sum(c.batch_size for c in caches))
 
 
+def write_entries(keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor,
+                  fresh_keys: torch.Tensor, fresh_values: torch.Tensor) -> None:
+    """Write fresh entries [B, N, T, D] over one layer's cached keys and values [B, N, L, D] at
+    positions [B, T], in place. A repeated position gets the same key and value twice (the same
+    token at the same position), so whichever write lands is the same."""
+    index = positions.to(keys.device)[:, None, :, None].expand(-1, keys.shape[1], -1,
+                                                               keys.shape[3])
+    keys.scatter_(2, index, fresh_keys.to(device=keys.device, dtype=keys.dtype))
+    values.scatter_(2, index, fresh_values.to(device=values.device, dtype=values.dtype))
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     """The GPT-NeoX halves layout's rotation partner of x [..., D]: (-second, first)."""
     first, second = x.chunk(2, dim=-1)
@@ -147,16 +158,12 @@ def share_cache(cache: ContextCache, source: torch.Tensor, target: torch.Tensor,
         raise ValueError(f"target position {int(target.max())} is outside {length} tokens")
     keys, values = [], []
     for old_k, old_v in zip(cache.keys, cache.values):
-        device = old_k.device
-        src, dst = source.to(device), target.to(device)
-        heads, size = old_k.shape[1], old_k.shape[3]
-        index = dst[:, None, :, None].expand(-1, heads, -1, size)
-        new_k = old_k.new_zeros(batch, heads, length, size)
-        new_v = old_v.new_zeros(batch, heads, length, size)
+        src, dst = source.to(old_k.device), target.to(old_k.device)
+        shape = (batch, old_k.shape[1], length, old_k.shape[3])
+        new_k, new_v = old_k.new_zeros(shape), old_v.new_zeros(shape)
         moved = move_keys(old_k[:, :, src].expand(batch, -1, -1, -1),
                           dst - src.unsqueeze(0), inv_freq)
-        new_k.scatter_(2, index, moved)
-        new_v.scatter_(2, index, old_v[:, :, src].expand(batch, -1, -1, -1))
+        write_entries(new_k, new_v, dst, moved, old_v[:, :, src].expand(batch, -1, -1, -1))
         keys.append(new_k)
         values.append(new_v)
     mask = key_mask(attention_mask.to(target.device) if attention_mask is not None else None)

@@ -17,7 +17,8 @@ from transformers.utils import ModelOutput
 
 from .configuration import AnchoredDiffusionConfig
 from .context_cache import (ContextCache, check_active, check_cache, check_want, concat_caches,
-                            key_mask, move_keys, select_cache, share_cache)
+                            key_mask, move_keys, rotate_half, select_cache, share_cache,
+                            write_entries)
 from .loss import masked_diffusion_loss
 
 try:  # transformers 5: init functions that leave weights loaded from a checkpoint alone
@@ -56,8 +57,7 @@ def rotary_cos_sin(length: int, head_size: int, theta: float, device: torch.devi
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate queries or keys x [B, N, L, D] by position (GPT-NeoX halves layout)."""
-    first, second = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-second, first], dim=-1) * sin
+    return x * cos + rotate_half(x) * sin
 
 
 def rotate_by(x: torch.Tensor, shift: torch.Tensor, head_size: int, theta: float) -> torch.Tensor:
@@ -129,12 +129,7 @@ class AnchoredDiffusionAttention(nn.Module):
                 keys.copy_(k)
                 values.copy_(v)
             else:
-                # A repeated position gets the same key and value twice: the same token at the
-                # same position, so whichever write lands is the same.
-                index = positions[:, None, :, None].expand(-1, self.num_heads, -1,
-                                                           self.head_size)
-                keys.scatter_(2, index, k.to(keys.dtype))
-                values.scatter_(2, index, v.to(values.dtype))
+                write_entries(keys, values, positions, k, v)
                 k, v = keys, values
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False,
                                            dropout_p=self.dropout if self.training else 0.0)

@@ -14,13 +14,14 @@ Shapes: B rows, L positions, A active positions, T positions run, N wanted entri
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
 from transformers.cache_utils import Cache
 
 from .context_cache import (ContextCache, check_active, check_cache, check_want, key_mask,
-                            share_cache)
+                            share_cache, write_entries)
 
 
 class _CacheWriter(Cache):
@@ -36,7 +37,6 @@ class _CacheWriter(Cache):
             super().__init__()
         self.record = record
         self.positions = positions
-        self._index = {}  # device -> positions there, per layer shape
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,10 +47,7 @@ class _CacheWriter(Cache):
             self.record.values[layer_idx] = value_states
             return key_states, value_states
         cached_k, cached_v = self.record.keys[layer_idx], self.record.values[layer_idx]
-        index = self.positions.to(cached_k.device)[:, None, :, None].expand(
-            -1, keys.shape[1], -1, keys.shape[3])
-        cached_k.scatter_(2, index, keys.to(cached_k.device))
-        cached_v.scatter_(2, index, value_states.to(cached_v.device))
+        write_entries(cached_k, cached_v, self.positions, keys, value_states)
         return cached_k, cached_v
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -85,9 +82,11 @@ def run_positions(active: torch.Tensor, length: int, shift: bool) -> torch.Tenso
     return torch.where(valid, order, order.gather(1, (counts - 1).unsqueeze(-1)))
 
 
-def _cache_argument(model) -> str:
-    """The name transformers' decoder takes its cache under: `cache` (5.x), `past_key_values`."""
-    parameters = inspect.signature(model.forward).parameters
+@functools.lru_cache(maxsize=None)
+def _cache_argument(decoder_class: type) -> str:
+    """The name a transformers decoder class takes its cache under: `cache` (5.x),
+    `past_key_values` (4.x); read once per class, not every step."""
+    parameters = inspect.signature(decoder_class.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 
 
@@ -119,7 +118,7 @@ def denoise_step(lm, input_ids: torch.Tensor, active: torch.Tensor,
         slot.scatter_(1, positions, torch.arange(positions.shape[1], device=device)
                       .expand_as(positions))
     hidden = decoder(input_ids=ids, attention_mask=bias, position_ids=positions,
-                     use_cache=False, **{_cache_argument(decoder): writer}).last_hidden_state
+                     use_cache=False, **{_cache_argument(type(decoder)): writer}).last_hidden_state
     wanted = torch.ones_like(active, dtype=torch.bool) if want is None else want.to(device)
     rows, columns = wanted.nonzero(as_tuple=True)
     targets = active[rows, columns]
