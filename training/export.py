@@ -128,8 +128,7 @@ def _stage_native(source: Path, staged: Path, dtype: torch.dtype,
     staged.mkdir(parents=True)
     save_file(weights, str(staged / "model.safetensors"), metadata={"format": "pt"})
     config = json.loads((source / "config.json").read_text())
-    config["dtype"] = {torch.bfloat16: "bfloat16", torch.float16: "float16",
-                       torch.float32: "float32"}[dtype]
+    config["dtype"] = str(dtype).removeprefix("torch.")
     if max_positions is not None:
         config["max_position_embeddings"] = max_positions
     (staged / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -242,7 +242,8 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
                    "train_examples": len(data.train), "validation_examples": len(data.validation),
                    "data": data.description, "device": str(device), "world": info.world,
                    "autocast_bf16": not isinstance(autocast, contextlib.nullcontext)})
-    progress = Progress(args.optim.steps, start, show, quiet=not info.is_main)
+    end = min(args.optim.steps, args.optim.stop_at or args.optim.steps)  # --stop-at ends early
+    progress = Progress(end, start, show, quiet=not info.is_main)
     ranks = RankRecord(out / "ranks", info, start if resume else None, args.run.record_ranks)
     progress.write(f"{'resuming at step ' + str(start) if resume else 'training'}: "
                    f"{params / 1e6:.2f} M parameters ({trained / 1e6:.2f} M trained), "
@@ -267,7 +268,6 @@ def _run(args: FinetuneArgs, out: Path, device: torch.device, info: DistInfo,
     loss_value = nelbo_value = anchor_value = float("nan")
     wrapped.train()
     step = start
-    end = min(args.optim.steps, args.optim.stop_at or args.optim.steps)
     for step in range(start, end):
         lr = learning_rate(step, args)
         for group in optimizer.param_groups:
